@@ -1,0 +1,143 @@
+"""semcascade: black-box semantic-agreement LLM cascades.
+
+A request goes to the cheapest tier first; the tier samples k answers, scores
+their meaning-level agreement, and returns the consensus when they agree.
+Only on disagreement does the request escalate to the next, stronger tier.
+
+    import semcascade
+    result = semcascade.generate_sync("Who wrote Hamlet?")
+    print(result.text, result.tier, result.agreement)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from semcascade.aggregation import Consensus, consensus
+from semcascade.cascade import Cascade, PromptLike, normalize_messages
+from semcascade.config import (
+    CascadeConfig,
+    EquivalenceConfig,
+    LocalServerConfig,
+    ScorerConfig,
+    TierConfig,
+    load_config,
+)
+from semcascade.errors import (
+    AuthenticationError,
+    CascadeFailedError,
+    ConfigError,
+    EmptyPromptError,
+    LocalServerError,
+    MalformedResponseError,
+    MissingAPIKeyError,
+    PromptError,
+    PromptTooLongError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ScorerError,
+    SemcascadeError,
+    UnknownModelError,
+)
+from semcascade.policy import Decision, DeferralPolicy, ThresholdPolicy, create_policy, register_policy
+from semcascade.providers import (
+    Completion,
+    CompletionRequest,
+    LiteLLMProvider,
+    MockProvider,
+    Provider,
+    create_provider,
+    register_provider,
+)
+from semcascade.result import CascadeResult, SampleTrace, TierTrace
+from semcascade.scoring._registry import available_scorers, create_scorer, register_scorer
+from semcascade.scoring.base import AgreementScorer, PairJudgement
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AgreementScorer",
+    "AuthenticationError",
+    "Cascade",
+    "CascadeConfig",
+    "CascadeFailedError",
+    "CascadeResult",
+    "Completion",
+    "CompletionRequest",
+    "ConfigError",
+    "Consensus",
+    "Decision",
+    "DeferralPolicy",
+    "EmptyPromptError",
+    "EquivalenceConfig",
+    "LiteLLMProvider",
+    "LocalServerConfig",
+    "LocalServerError",
+    "MalformedResponseError",
+    "MissingAPIKeyError",
+    "MockProvider",
+    "PairJudgement",
+    "PromptError",
+    "PromptTooLongError",
+    "Provider",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "SampleTrace",
+    "ScorerConfig",
+    "ScorerError",
+    "SemcascadeError",
+    "ThresholdPolicy",
+    "TierConfig",
+    "TierTrace",
+    "UnknownModelError",
+    "__version__",
+    "available_scorers",
+    "consensus",
+    "create_policy",
+    "create_provider",
+    "create_scorer",
+    "generate",
+    "generate_sync",
+    "load_config",
+    "normalize_messages",
+    "register_policy",
+    "register_provider",
+    "register_scorer",
+]
+
+ConfigLike = CascadeConfig | str | Path | Mapping[str, Any] | None
+
+# Cascades built by the module-level helpers, keyed by config, created lazily
+# on first use (never at import) so scorers and servers load once per process.
+_CASCADES: dict[str, Cascade] = {}
+_CASCADES_LOCK = threading.Lock()
+
+
+def _cascade_for(config: ConfigLike) -> Cascade:
+    if isinstance(config, Mapping | CascadeConfig):
+        return Cascade(config)  # unhashable/ad hoc configs are not cached
+    key = str(Path(config).resolve()) if config is not None else "<default>"
+    with _CASCADES_LOCK:
+        if key not in _CASCADES:
+            _CASCADES[key] = Cascade(config)
+        return _CASCADES[key]
+
+
+async def generate(prompt: PromptLike, config: ConfigLike = None) -> CascadeResult:
+    """Run the cascade on ``prompt`` (a string or OpenAI-style messages).
+
+    ``config`` is a YAML path, a mapping, a :class:`CascadeConfig`, or ``None``
+    for the embedded local default (``configs/local.yaml``). For many calls,
+    build one :class:`Cascade` and reuse it.
+    """
+    return await _cascade_for(config).generate(prompt)
+
+
+def generate_sync(prompt: PromptLike, config: ConfigLike = None) -> CascadeResult:
+    """Blocking twin of :func:`generate`."""
+    return _cascade_for(config).generate_sync(prompt)

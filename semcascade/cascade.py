@@ -1,0 +1,371 @@
+"""The cascade: cheapest tier first, escalate only when its samples disagree."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from semcascade._limits import TierLimiter
+from semcascade.aggregation import consensus, pair_indices
+from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
+from semcascade.costs import tier_cost, tier_flops
+from semcascade.errors import CascadeFailedError, ConfigError, EmptyPromptError, PromptTooLongError
+from semcascade.policy import DeferralPolicy, create_policy
+from semcascade.providers import LiteLLMProvider, Provider
+from semcascade.result import CascadeResult, TierTrace
+from semcascade.sampling import ResolvedModel, ResolvedTier, TierSamples, sample_tier
+from semcascade.scoring._registry import create_scorer
+from semcascade.scoring.base import AgreementScorer
+from semcascade.scoring.cache import CachedScorer
+
+if TYPE_CHECKING:
+    from semcascade.local.server import LocalServer
+
+__all__ = ["Cascade", "Messages", "PromptLike", "normalize_messages"]
+
+Messages = list[dict[str, Any]]
+PromptLike = str | Sequence[Mapping[str, Any]]
+
+#: Environment variable: use an already-running OpenAI-compatible server for
+#: ``local/`` models instead of starting the managed one.
+LOCAL_API_BASE_ENV = "SEMCASCADE_LOCAL_API_BASE"
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # OpenAI content parts
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    return "" if content is None else str(content)
+
+
+def normalize_messages(prompt: PromptLike, system_prompt: str | None = None) -> Messages:
+    """A string or OpenAI-style messages -> a validated message list.
+
+    Raises :class:`EmptyPromptError` when there is nothing to answer.
+    """
+    if isinstance(prompt, str):
+        messages: Messages = [{"role": "user", "content": prompt}]
+    elif isinstance(prompt, Sequence):
+        messages = []
+        for i, m in enumerate(prompt):
+            if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
+                raise EmptyPromptError(
+                    f"message {i} is not a mapping with 'role' and 'content'; pass a string or OpenAI-style messages"
+                )
+            messages.append(dict(m))
+    else:
+        raise EmptyPromptError(f"prompt must be a string or a list of messages, not {type(prompt).__name__}")
+    if not messages or not any(
+        _content_text(m["content"]).strip() for m in messages if m["role"] != "system"
+    ):
+        raise EmptyPromptError("the prompt is empty; pass a non-empty question or message")
+    if system_prompt and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
+
+
+def _question(messages: Messages) -> str:
+    for m in reversed(messages):
+        if m["role"] == "user":
+            return _content_text(m["content"])
+    return _content_text(messages[-1]["content"])
+
+
+def _auto_native_n(model: str, api_base: str | None) -> bool:
+    # OpenAI's API and llama-server implement n; most other providers ignore or reject it.
+    return model.startswith(LOCAL_PREFIX) or (model.startswith("openai/") and api_base is None) or model.startswith(
+        ("gpt-", "o1", "o3", "o4")
+    )
+
+
+class Cascade:
+    """A reusable cascade: loads the scorer, clients and local server once.
+
+    >>> cascade = Cascade()                     # the embedded local default
+    >>> result = cascade.generate_sync("What is the capital of France?")
+    >>> result.text, result.tier, result.agreement
+
+    Use it as a (async) context manager, or call :meth:`close`, to stop a local
+    server it started.
+    """
+
+    def __init__(
+        self,
+        config: CascadeConfig | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        *,
+        provider: Provider | None = None,
+        scorer: AgreementScorer | None = None,
+        policy: DeferralPolicy | None = None,
+        local_server: LocalServer | None = None,
+    ) -> None:
+        self.config: CascadeConfig = load_config(config)
+        self._provider = provider
+        self._scorer = scorer
+        self.policy: DeferralPolicy = policy or create_policy(self.config.policy)
+        self._server = local_server
+        self._local_base: str | None = os.environ.get(LOCAL_API_BASE_ENV) or None
+        self._tiers: list[ResolvedTier] | None = None
+        self._setup_lock = threading.Lock()
+        self._check_static()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _check_static(self) -> None:
+        cfg = self.config
+        if cfg.uses_local_server:
+            from semcascade.local.models import LOCAL_MODELS
+
+            for t in cfg.tiers:
+                for m in t.model_list:
+                    name = m.removeprefix(LOCAL_PREFIX)
+                    if m.startswith(LOCAL_PREFIX) and name not in LOCAL_MODELS:
+                        raise ConfigError(
+                            f"tier {t.name!r}: unknown local model {name!r}; choose one of: "
+                            f"{', '.join(sorted(LOCAL_MODELS))}"
+                        )
+                if t.is_local and t.k > cfg.local_server.parallel * len(t.model_list):
+                    raise ConfigError(
+                        f"tier {t.name!r}: k={t.k} exceeds the local server's parallel slots "
+                        f"({cfg.local_server.parallel}); raise local_server.parallel or lower k"
+                    )
+        for t in cfg.tiers:
+            t.api_key()  # MissingAPIKeyError now, not after the cheap tier was paid for
+
+    def _local_models(self) -> list[str]:
+        names: list[str] = []
+        for t in self.config.tiers:
+            names += [m.removeprefix(LOCAL_PREFIX) for m in t.model_list if m.startswith(LOCAL_PREFIX)]
+        opts = self.config.scorer.options
+        if isinstance(opts.get("model"), str) and opts["model"].startswith(LOCAL_PREFIX):
+            names.append(opts["model"].removeprefix(LOCAL_PREFIX))
+        return list(dict.fromkeys(names))
+
+    def _ensure_local_server(self) -> str:
+        if self._local_base is not None:
+            return self._local_base
+        if self._server is None:
+            from semcascade.local.server import LocalServer
+
+            self._server = LocalServer(self.config.local_server, self._local_models())
+        self._server.start()
+        self._local_base = self._server.base_url
+        return self._local_base
+
+    def _resolve_model(self, model: str, tier: TierConfig | None) -> ResolvedModel:
+        native = tier.native_n if tier is not None and tier.native_n is not None else None
+        if model.startswith(LOCAL_PREFIX):
+            base = self._ensure_local_server()
+            return ResolvedModel(
+                name=model,
+                litellm_model="openai/" + model.removeprefix(LOCAL_PREFIX),
+                api_base=base,
+                api_key="local",
+                native_n=True if native is None else native,
+                max_n=self.config.local_server.parallel,
+            )
+        api_base = tier.api_base if tier is not None else None
+        return ResolvedModel(
+            name=model,
+            litellm_model=model,
+            api_base=api_base,
+            api_key=tier.api_key() if tier is not None else None,
+            native_n=_auto_native_n(model, api_base) if native is None else native,
+        )
+
+    def _setup(self) -> list[ResolvedTier]:
+        with self._setup_lock:
+            if self._tiers is not None:
+                return self._tiers
+            if self._provider is None:
+                self._provider = LiteLLMProvider()
+            tiers = [
+                ResolvedTier(
+                    config=t,
+                    models=[self._resolve_model(m, t) for m in t.model_list],
+                    limiter=TierLimiter(t.max_concurrency, t.requests_per_second),
+                )
+                for t in self.config.tiers
+            ]
+            if self._scorer is None:
+                self._scorer = CachedScorer(create_scorer(self.config.scorer.name, **self._scorer_options()))
+            self._tiers = tiers
+            return tiers
+
+    def _scorer_options(self) -> dict[str, Any]:
+        opts = dict(self.config.scorer.options)
+        model = opts.get("model")
+        if isinstance(model, str) and model.startswith(LOCAL_PREFIX):
+            resolved = self._resolve_model(model, None)
+            opts.update(model=resolved.litellm_model, api_base=resolved.api_base, api_key=resolved.api_key)
+        elif "api_key_env" in opts:
+            env = str(opts.pop("api_key_env"))
+            from semcascade.errors import MissingAPIKeyError
+
+            value = os.environ.get(env)
+            if not value:
+                raise MissingAPIKeyError(env, "scorer")
+            opts["api_key"] = value
+        return opts
+
+    def prepare(self) -> None:
+        """Start the local server (if any) and load the scorer now rather than on first call."""
+        self._setup()
+
+    @property
+    def scorer(self) -> AgreementScorer:
+        self._setup()
+        assert self._scorer is not None
+        return self._scorer
+
+    @property
+    def provider(self) -> Provider:
+        self._setup()
+        assert self._provider is not None
+        return self._provider
+
+    @property
+    def tiers(self) -> list[ResolvedTier]:
+        return self._setup()
+
+    # ------------------------------------------------------------------ calls
+
+    def _check_length(self, messages: Messages) -> None:
+        chars = sum(len(_content_text(m["content"])) for m in messages)
+        if chars > self.config.max_prompt_chars:
+            raise PromptTooLongError("(all)", chars // 4, self.config.max_prompt_chars // 4)
+        for t in self.config.tiers:
+            window = t.context_window
+            if window is None and t.is_local:
+                window = self.config.local_server.slot_context
+            if window is None:
+                continue
+            from semcascade.providers import _prepare_litellm_env
+
+            _prepare_litellm_env()
+            import litellm
+
+            est = int(litellm.token_counter(model="gpt-3.5-turbo", messages=messages))
+            if est + t.max_tokens > window:
+                raise PromptTooLongError(t.name, est + t.max_tokens, window)
+
+    async def generate(self, prompt: PromptLike) -> CascadeResult:
+        """Run the cascade on a prompt (string or OpenAI-style messages)."""
+        started = time.perf_counter()
+        base_messages = normalize_messages(prompt)
+        self._check_length(base_messages)
+        tiers = await asyncio.to_thread(self._setup) if self._tiers is None else self._tiers
+        assert self._provider is not None and self._scorer is not None
+        question = _question(base_messages)
+        trace: list[TierTrace] = []
+        for i, tier in enumerate(tiers):
+            is_last = i == len(tiers) - 1
+            cfg = tier.config
+            messages = normalize_messages(base_messages, cfg.system_prompt or self.config.system_prompt)
+            t0 = time.perf_counter()
+            drawn = await sample_tier(tier, messages, self._provider)
+            t_sampled = time.perf_counter()
+            tt = await self._score_and_decide(tier, drawn, question, is_last=is_last)
+            trace.append(
+                tt.model_copy(
+                    update={"latency_s": time.perf_counter() - t0, "scoring_latency_s": time.perf_counter() - t_sampled}
+                )
+            )
+            if tt.decision in ("accept", "abstain"):
+                return self._result(trace, i, started)
+        partial = [t.answer for t in trace if t.answer is not None]
+        raise CascadeFailedError(
+            "no tier produced an answer: "
+            + "; ".join(f"{t.tier}: {t.reason}" for t in trace)
+            + ". Check the providers (see the trace on this error).",
+            trace,
+            partial,
+        )
+
+    async def _score_and_decide(self, tier: ResolvedTier, drawn: TierSamples, question: str, *, is_last: bool) -> TierTrace:
+        cfg = tier.config
+        assert self._scorer is not None
+        costs = sum(tier_cost(cfg, m, p, c) for m, (p, c) in drawn.usage.items())
+        base: dict[str, Any] = {
+            "tier": cfg.name,
+            "models": cfg.model_list,
+            "samples": drawn.samples,
+            "threshold": cfg.threshold,
+            "prompt_tokens": drawn.prompt_tokens,
+            "completion_tokens": drawn.completion_tokens,
+            "cost": costs,
+            "flops": tier_flops(cfg, drawn.prompt_tokens, drawn.completion_tokens),
+            "errors": drawn.errors,
+        }
+        n = len(drawn.samples)
+        if n == 0:
+            return TierTrace(
+                **base,
+                decision="failed" if is_last else "escalate",
+                reason="no samples arrived: " + "; ".join(drawn.errors[:3]),
+            )
+        texts = [s.text for s in drawn.samples]
+        judgements = await self._scorer.judge(question, [(texts[a], texts[b]) for a, b in pair_indices(n)])
+        cons = consensus(n, judgements, self.config.equivalence, self.config.aggregation)
+        short = n < cfg.k
+        decision = self.policy.decide(
+            cfg, cons.score, n_samples=n, is_last=is_last, final_action=self.config.final_action
+        )
+        reason = decision.reason + (f" (only {n}/{cfg.k} samples arrived)" if short else "")
+        return TierTrace(
+            **base,
+            agreement_matrix=[[round(float(x), 4) for x in row] for row in cons.matrix],
+            clusters=cons.clusters,
+            agreement=cons.score,
+            representative=cons.representative,
+            decision=decision.action,
+            reason=reason,
+        )
+
+    def _result(self, trace: list[TierTrace], index: int, started: float) -> CascadeResult:
+        final = trace[index]
+        flops = [t.flops for t in trace]
+        return CascadeResult(
+            text=final.answer or "",
+            tier=final.tier,
+            tier_index=index,
+            agreement=final.agreement,
+            abstained=final.decision == "abstain",
+            trace=trace,
+            prompt_tokens=sum(t.prompt_tokens for t in trace),
+            completion_tokens=sum(t.completion_tokens for t in trace),
+            cost=sum(t.cost for t in trace),
+            flops=None if any(f is None for f in flops) else sum(f for f in flops if f is not None),
+            latency_s=time.perf_counter() - started,
+        )
+
+    def generate_sync(self, prompt: PromptLike) -> CascadeResult:
+        """Blocking twin of :meth:`generate` (not for use inside a running event loop)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.generate(prompt))
+        raise RuntimeError("generate_sync() was called inside a running event loop; use 'await generate()' there")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Stop a local server this cascade started (a reused one keeps running)."""
+        if self._server is not None:
+            self._server.stop()
+
+    def __enter__(self) -> Cascade:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Cascade:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.close)

@@ -1,0 +1,154 @@
+"""The ``semcascade`` command line.
+
+Errors a user can cause print one line (``semcascade: error: ...``) and exit
+with status 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from semcascade.errors import SemcascadeError
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from semcascade.cascade import Cascade
+
+    with Cascade(args.config) as cascade:
+        result = cascade.generate_sync(args.prompt)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+        return 0
+    print(result.text)
+    if not args.quiet:
+        print("--- trace", file=sys.stderr)
+        print(result.summary(), file=sys.stderr)
+    return 0
+
+
+def _cmd_local_status(args: argparse.Namespace) -> int:
+    from semcascade.local import server_status
+
+    status = server_status()
+    if args.json:
+        print(json.dumps(_jsonable(status), indent=2))
+    else:
+        print(status.describe() if hasattr(status, "describe") else status)
+    return 0
+
+
+def _cmd_local_prepare(args: argparse.Namespace) -> int:
+    from semcascade.local import LOCAL_MODELS, ensure_llama_server, ensure_model
+
+    binary = ensure_llama_server(progress=True)
+    print(f"llama-server: {binary}")
+    for name in args.models or sorted(LOCAL_MODELS):
+        path = ensure_model(name, progress=True)
+        print(f"{name}: {path}")
+    return 0
+
+
+def _cmd_local_start(args: argparse.Namespace) -> int:
+    from semcascade.cascade import Cascade
+    from semcascade.local import LocalServer
+
+    cascade = Cascade(args.config)
+    server = LocalServer(cascade.config.local_server, cascade._local_models())
+    server.start()
+    if not server.reused:
+        server.detach()
+    print(f"llama-server {'already running' if server.reused else 'started'} at {server.base_url}")
+    return 0
+
+
+def _cmd_local_stop(args: argparse.Namespace) -> int:
+    from semcascade.local import stop_running_server
+
+    stopped = stop_running_server()
+    print("stopped the running llama-server" if stopped else "no semcascade llama-server is running")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from semcascade.demo import run_demo
+
+    return run_demo(config=args.config, questions=args.question or None)
+
+
+def _jsonable(obj: Any) -> Any:
+    import dataclasses
+    from pathlib import Path
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="semcascade",
+        description="Semantic-agreement LLM cascades: cheap models first, escalate only on disagreement.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", default=None, help="cascade YAML (default: the embedded configs/local.yaml)")
+
+    g = sub.add_parser("generate", help="answer one prompt through the cascade")
+    g.add_argument("prompt", help="the question or instruction")
+    config_arg(g)
+    g.add_argument("--json", action="store_true", help="print the full result with its trace as JSON")
+    g.add_argument("--quiet", "-q", action="store_true", help="print only the answer")
+    g.set_defaults(func=_cmd_generate)
+
+    d = sub.add_parser("demo", help="run the cascade on sample questions next to the strong tier alone")
+    config_arg(d)
+    d.add_argument("--question", action="append", help="a question to ask (repeatable; default: built-in set)")
+    d.set_defaults(func=_cmd_demo)
+
+    local = sub.add_parser("local", help="the embedded local models and llama-server")
+    lsub = local.add_subparsers(dest="local_command", required=True)
+    st = lsub.add_parser("status", help="show what is built, assembled and running")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=_cmd_local_status)
+    pr = lsub.add_parser("prepare", help="build llama-server and assemble the models (one-time, with progress)")
+    pr.add_argument("models", nargs="*", help="model names (default: all)")
+    pr.set_defaults(func=_cmd_local_prepare)
+    sa = lsub.add_parser("start", help="start a long-lived server that later commands reuse")
+    config_arg(sa)
+    sa.set_defaults(func=_cmd_local_start)
+    so = lsub.add_parser("stop", help="stop the long-lived server")
+    so.set_defaults(func=_cmd_local_stop)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Command = args.func
+    try:
+        return func(args)
+    except SemcascadeError as exc:
+        print(f"semcascade: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("semcascade: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Cascade configuration: pydantic models and the YAML loader.
+
+A config file looks like::
+
+    tiers:
+      - name: cheap
+        model: openai/gpt-4o-mini
+        k: 5
+        threshold: 0.8
+      - name: strong
+        model: openai/gpt-4o
+        k: 1
+    scorer: {name: embedding}
+
+Every validation problem becomes a :class:`~semcascade.errors.ConfigError` that
+names the file and the field (``configs/x.yaml: tiers[0].k: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from semcascade.errors import ConfigError, MissingAPIKeyError
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "LOCAL_PREFIX",
+    "CascadeConfig",
+    "EquivalenceConfig",
+    "LocalServerConfig",
+    "ScorerConfig",
+    "TierConfig",
+    "load_config",
+]
+
+#: Models written ``local/NAME`` are served by the managed llama-server.
+LOCAL_PREFIX = "local/"
+
+#: The embedded default, used when no config is given.
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "configs" / "local.yaml"
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LOOKS_LIKE_KEY = re.compile(r"^(sk-|sk_|xai-|gsk_|AIza|pk-)|[a-z0-9]{32,}", re.IGNORECASE)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TierConfig(_Strict):
+    """One tier of the cascade: an ensemble of samples from one or more models."""
+
+    name: str = Field(min_length=1)
+    model: str | None = None
+    models: list[str] | None = None
+    k: int = Field(default=5, ge=1, le=64, description="samples drawn per request")
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=256, ge=1)
+    threshold: float = Field(default=0.7, ge=0.0, le=1.0, description="accept when agreement >= threshold")
+    api_base: str | None = None
+    api_key_env: str | None = Field(default=None, description="NAME of the env var that holds the key")
+    input_cost_per_token: float | None = Field(default=None, ge=0.0)
+    output_cost_per_token: float | None = Field(default=None, ge=0.0)
+    parameters: float | None = Field(default=None, gt=0.0, description="parameter count, for FLOPs")
+    max_concurrency: int = Field(default=8, ge=1)
+    requests_per_second: float | None = Field(default=None, gt=0.0)
+    native_n: bool | None = Field(default=None, description="use the API's n parameter; None = auto")
+    context_window: int | None = Field(default=None, ge=16)
+    timeout: float = Field(default=120.0, gt=0.0)
+    seed: int | None = None
+    stop: list[str] | None = None
+    logprobs: bool = False
+    system_prompt: str | None = None
+    litellm_params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_model_spelling(self) -> TierConfig:
+        if (self.model is None) == (self.models is None):
+            raise ValueError("give exactly one of 'model' (a litellm model string) or 'models' (a list)")
+        if self.models is not None and not self.models:
+            raise ValueError("'models' must list at least one model")
+        for m in self.model_list:
+            if not m.strip():
+                raise ValueError("model names must not be empty")
+        return self
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name_not_key(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not _ENV_NAME.match(v) or (_LOOKS_LIKE_KEY.search(v) and not v.isupper()):
+            # Never echo the value: it may be a key pasted by mistake.
+            raise ValueError(
+                "must be the NAME of an environment variable (e.g. OPENAI_API_KEY), not a key value"
+            )
+        return v
+
+    @property
+    def model_list(self) -> list[str]:
+        """The models of this tier, in order (one for a plain tier)."""
+        return list(self.models) if self.models is not None else [self.model or ""]
+
+    @property
+    def is_local(self) -> bool:
+        return all(m.startswith(LOCAL_PREFIX) for m in self.model_list)
+
+    def api_key(self) -> str | None:
+        """The API key read from ``api_key_env``; raises if that variable is unset."""
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise MissingAPIKeyError(self.api_key_env, self.name)
+        return value
+
+
+class ScorerConfig(_Strict):
+    """Which agreement scorer to use, by registry name, with its options."""
+
+    name: str = "embedding"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class EquivalenceConfig(_Strict):
+    """When two answers count as having the same meaning.
+
+    ``bidirectional``: each entails the other with probability >= ``threshold``
+    (for similarity scorers: similarity >= ``threshold``).
+    ``no_contradiction``: neither contradicts the other with probability >= ``threshold``.
+    """
+
+    rule: Literal["bidirectional", "no_contradiction"] = "bidirectional"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class LocalServerConfig(_Strict):
+    """Settings of the managed llama-server (used by ``local/`` models)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535, description="None = pick a free port")
+    threads: int = Field(default=2, ge=1)
+    parallel: int = Field(default=8, ge=1, description="server slots; must be >= the largest k")
+    ctx_size: int = Field(default=16384, ge=512, description="total context, shared by the slots")
+    models_max: int = Field(default=3, ge=1)
+    startup_timeout: float = Field(default=180.0, gt=0.0)
+
+    @property
+    def slot_context(self) -> int:
+        return self.ctx_size // self.parallel
+
+
+class CascadeConfig(_Strict):
+    """A whole cascade: ordered tiers (cheapest first), scorer and policy."""
+
+    tiers: list[TierConfig] = Field(min_length=1)
+    scorer: ScorerConfig = Field(default_factory=ScorerConfig)
+    equivalence: EquivalenceConfig = Field(default_factory=EquivalenceConfig)
+    aggregation: Literal["mean_pairwise", "largest_cluster"] = "mean_pairwise"
+    policy: str = Field(default="threshold", description="deferral policy, by registry name")
+    final_action: Literal["answer", "abstain"] = Field(
+        default="answer", description="what the last tier does when its samples disagree"
+    )
+    system_prompt: str | None = None
+    max_prompt_chars: int = Field(default=200_000, ge=1)
+    local_server: LocalServerConfig = Field(default_factory=LocalServerConfig)
+
+    @model_validator(mode="after")
+    def _unique_tier_names(self) -> CascadeConfig:
+        names = [t.name for t in self.tiers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"tier names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @property
+    def uses_local_server(self) -> bool:
+        return any(m.startswith(LOCAL_PREFIX) for t in self.tiers for m in t.model_list)
+
+    def tier(self, name: str) -> TierConfig:
+        for t in self.tiers:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _validation_message(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = _format_loc(tuple(p for p in e["loc"] if not str(p).startswith("function-")))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see the config reference in README.md)"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | CascadeConfig | None = None) -> CascadeConfig:
+    """Load and validate a cascade config.
+
+    ``source`` may be a path to a YAML file, an already-parsed mapping, a
+    :class:`CascadeConfig` (returned as is) or ``None`` for the embedded
+    local default.
+    """
+    if isinstance(source, CascadeConfig):
+        return source
+    if source is None:
+        source = DEFAULT_CONFIG_PATH
+    if isinstance(source, Mapping):
+        return _validate(dict(source), origin="<config>")
+    path = Path(source)
+    origin = str(path)
+    if not path.exists():
+        raise ConfigError(
+            "config file not found; pass an existing YAML file (see configs/ for examples)", source=origin
+        )
+    if not path.is_file():
+        raise ConfigError("is not a file; pass a YAML config file", source=origin)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError("is not UTF-8 text; a config must be a YAML file", source=origin) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"malformed YAML{where}: {problem}; fix the syntax", source=origin) from None
+    return _validate(raw, origin=origin)
+
+
+def _validate(raw: Any, *, origin: str) -> CascadeConfig:
+    if raw is None:
+        raise ConfigError("config is empty; it needs at least a 'tiers' list", source=origin)
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"top level must be a mapping with a 'tiers' list, got {type(raw).__name__}", source=origin
+        )
+    try:
+        return CascadeConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(exc), source=origin) from None
+    except (TypeError, ValueError) as exc:  # e.g. unhashable YAML keys
+        raise ConfigError(f"invalid config: {exc}", source=origin) from None

@@ -1,0 +1,143 @@
+"""The exception hierarchy of semcascade.
+
+Every error a user can trigger derives from :class:`SemcascadeError`; each
+message names the problem *and* the fix, and never contains a secret.
+
+    SemcascadeError
+    ├── ConfigError                 config file missing, malformed or invalid
+    │   └── MissingAPIKeyError      the env var named by ``api_key_env`` is unset
+    ├── PromptError                 the request itself is unusable
+    │   ├── EmptyPromptError
+    │   └── PromptTooLongError
+    ├── ProviderError               a model provider failed
+    │   ├── UnknownModelError
+    │   ├── AuthenticationError
+    │   ├── ProviderTimeoutError
+    │   ├── RateLimitError
+    │   └── MalformedResponseError
+    ├── ScorerError                 an agreement scorer could not be built or run
+    ├── LocalServerError            the managed llama-server could not be set up
+    └── CascadeFailedError          no tier produced an answer (carries the trace)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from semcascade.result import TierTrace
+
+__all__ = [
+    "AuthenticationError",
+    "CascadeFailedError",
+    "ConfigError",
+    "EmptyPromptError",
+    "LocalServerError",
+    "MalformedResponseError",
+    "MissingAPIKeyError",
+    "PromptError",
+    "PromptTooLongError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "ScorerError",
+    "SemcascadeError",
+    "UnknownModelError",
+]
+
+
+class SemcascadeError(Exception):
+    """Base class of every error semcascade raises on purpose."""
+
+
+class ConfigError(SemcascadeError, ValueError):
+    """A cascade configuration is missing, malformed or semantically wrong."""
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        self.source = source
+        super().__init__(f"{source}: {message}" if source else message)
+
+
+class MissingAPIKeyError(ConfigError):
+    """A tier names an environment variable for its API key that is not set."""
+
+    def __init__(self, env_var: str, tier: str) -> None:
+        self.env_var = env_var
+        self.tier = tier
+        super().__init__(
+            f"tier {tier!r} reads its API key from ${env_var}, which is not set; "
+            f"export {env_var}=... or change 'api_key_env' in the config"
+        )
+
+
+class PromptError(SemcascadeError, ValueError):
+    """The prompt cannot be sent as given."""
+
+
+class EmptyPromptError(PromptError):
+    """The prompt (or every message's content) is empty or whitespace."""
+
+
+class PromptTooLongError(PromptError):
+    """The prompt does not fit a tier's context window."""
+
+    def __init__(self, tier: str, prompt_tokens: int, context_window: int) -> None:
+        self.tier = tier
+        self.prompt_tokens = prompt_tokens
+        self.context_window = context_window
+        super().__init__(
+            f"prompt is ~{prompt_tokens} tokens but tier {tier!r} has a context window of "
+            f"{context_window} (including max_tokens); shorten the prompt or raise the "
+            "tier's 'context_window'"
+        )
+
+
+class ProviderError(SemcascadeError):
+    """A model provider call failed after the configured handling."""
+
+    def __init__(self, message: str, *, model: str | None = None, tier: str | None = None) -> None:
+        self.model = model
+        self.tier = tier
+        where = ", ".join(p for p in (f"tier {tier!r}" if tier else "", f"model {model!r}" if model else "") if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class UnknownModelError(ProviderError):
+    """The provider does not know the configured model."""
+
+
+class AuthenticationError(ProviderError):
+    """The provider rejected the API key."""
+
+
+class ProviderTimeoutError(ProviderError):
+    """A provider call did not finish within its timeout."""
+
+
+class RateLimitError(ProviderError):
+    """The provider rate-limited the call."""
+
+
+class MalformedResponseError(ProviderError):
+    """The provider answered with something that is not a usable completion."""
+
+
+class ScorerError(SemcascadeError):
+    """An agreement scorer could not be constructed or failed while scoring."""
+
+
+class LocalServerError(SemcascadeError):
+    """The managed local model server could not be built, started or reached."""
+
+
+class CascadeFailedError(SemcascadeError):
+    """No tier produced a usable answer.
+
+    ``trace`` holds what every tier did (including partial samples), so nothing
+    that was paid for is lost.
+    """
+
+    def __init__(self, message: str, trace: list[TierTrace], partial_answers: list[Any] | None = None) -> None:
+        self.trace = trace
+        self.partial_answers = partial_answers or []
+        super().__init__(message)

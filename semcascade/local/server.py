@@ -1,0 +1,454 @@
+"""The managed ``llama-server`` in router mode: start, reuse, health-check, stop.
+
+One router process serves every local model from ``models_dir()`` on one
+loopback port and loads models on demand (model id = file name without
+``.gguf``). A server that this process starts is stopped at :meth:`LocalServer.stop`
+or at exit; a server found running (recorded in ``cache_dir()/server.json``,
+alive, healthy, started with the same arguments) is reused and left running.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import httpx
+
+from semcascade.config import LOCAL_PREFIX, LocalServerConfig
+from semcascade.errors import LocalServerError
+from semcascade.local.build import LLAMA_SERVER_ENV, build_log_path, cached_binary_path, ensure_llama_server
+from semcascade.local.locking import file_lock
+from semcascade.local.models import LOCAL_MODELS, ModelStatus, ensure_model, model_status, models_dir
+from semcascade.local.paths import cache_dir
+from semcascade.local.process import (
+    free_port,
+    healthy,
+    host_for_url,
+    is_llama_server,
+    log_tail,
+    pid_alive,
+    port_in_use,
+    served_models,
+    terminate,
+)
+from semcascade.local.state import ServerState, read_state, remove_state, state_path, write_state
+
+__all__ = [
+    "API_KEY",
+    "LocalServer",
+    "ServerStatus",
+    "server_args",
+    "server_status",
+    "stop_running_server",
+]
+
+#: The API key clients send; the managed server does not check it.
+API_KEY = "local"
+
+#: Extra flags every managed server gets.
+_EXTRA_FLAGS: tuple[str, ...] = ("--no-webui",)
+
+#: Inherited variables that would silently change the server (it reads LLAMA_ARG_* as flags).
+_DROPPED_ENV_PREFIXES: tuple[str, ...] = ("LLAMA_ARG_", "LLAMA_API_KEY")
+
+
+def server_args(binary: Path, config: LocalServerConfig, folder: Path, port: int) -> list[str]:
+    """The full command line of a router-mode server."""
+    return [
+        str(binary),
+        "--models-dir", str(folder),
+        "--models-max", str(config.models_max),
+        "-t", str(config.threads),
+        "-c", str(config.ctx_size),
+        "-np", str(config.parallel),
+        "--host", config.host,
+        "--port", str(port),
+        *_EXTRA_FLAGS,
+    ]  # fmt: skip
+
+
+def _fingerprint(args: Sequence[str]) -> str:
+    """A hash of the command line without the port (which may differ between reusers)."""
+    args = list(args)
+    if "--port" in args:
+        i = args.index("--port")
+        del args[i : i + 2]
+    return hashlib.sha256(json.dumps(args).encode()).hexdigest()[:16]
+
+
+def _model_name(name: str) -> str:
+    bare = name.removeprefix(LOCAL_PREFIX)
+    if bare not in LOCAL_MODELS:
+        known = ", ".join(sorted(LOCAL_MODELS))
+        raise LocalServerError(f"unknown local model {name!r}; use one of: {known}")
+    return bare
+
+
+def _server_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
+
+
+def _usable(state: ServerState, fingerprint: str, config: LocalServerConfig, models: Sequence[str]) -> bool:
+    """True if the recorded server can serve this request as is."""
+    if state.fingerprint != fingerprint or state.host != config.host:
+        return False
+    if config.port is not None and state.port != config.port:
+        return False
+    if not (pid_alive(state.pid) and is_llama_server(state.pid) and healthy(state.host, state.port)):
+        return False
+    listed = served_models(state.host, state.port)
+    if listed is not None and not set(models) <= listed:
+        # Models assembled after the server started appear after a rescan of the folder.
+        listed = served_models(state.host, state.port, reload=True)
+    return listed is not None and set(models) <= listed
+
+
+def _recorded_server_alive(state: ServerState) -> bool:
+    return pid_alive(state.pid) and is_llama_server(state.pid)
+
+
+class LocalServer:
+    """A router-mode ``llama-server`` serving the given local models.
+
+    ``with LocalServer(config, ["smollm2-135m"]) as server:`` starts (or reuses)
+    it; ``server.base_url`` and ``server.api_key`` go to litellm as
+    ``api_base``/``api_key`` with ``model="openai/NAME"``.
+    """
+
+    def __init__(
+        self,
+        config: LocalServerConfig | None = None,
+        models: Sequence[str] = tuple(LOCAL_MODELS),
+        *,
+        progress: bool = True,
+        detach: bool = False,
+    ) -> None:
+        self.config = config or LocalServerConfig()
+        self.models: tuple[str, ...] = tuple(dict.fromkeys(_model_name(m) for m in models))
+        if not self.models:
+            raise LocalServerError("LocalServer needs at least one model; pass names from LOCAL_MODELS")
+        self.progress = progress
+        self._detached = detach
+        self._reused = False
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+        self._host = self.config.host
+        self._port: int | None = None
+        self._pid: int | None = None
+        self._log_path: Path | None = None
+
+    # -- properties ----------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._port is not None
+
+    @property
+    def reused(self) -> bool:
+        """True if an already running server was found and is used (and left running)."""
+        return self._reused
+
+    @property
+    def detached(self) -> bool:
+        return self._detached
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise LocalServerError("the local server is not started; call start() (or use it in a `with` block)")
+        return self._port
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    @property
+    def url(self) -> str:
+        """The server root, e.g. ``http://127.0.0.1:8080``."""
+        return f"http://{host_for_url(self._host)}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible API root, e.g. ``http://127.0.0.1:8080/v1``."""
+        return f"{self.url}/v1"
+
+    @property
+    def api_key(self) -> str:
+        return API_KEY
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._log_path
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> LocalServer:
+        """Build/assemble what is missing, then reuse a matching running server or start one."""
+        if self.started:
+            return self
+        binary = ensure_llama_server(progress=self.progress)
+        for name in self.models:
+            ensure_model(name, progress=self.progress)
+        folder = models_dir()
+        fingerprint = _fingerprint(server_args(binary, self.config, folder, 0))
+        with file_lock(cache_dir() / ".server.lock"):
+            state = read_state()
+            if state is not None and _usable(state, fingerprint, self.config, self.models):
+                self._reused = True
+                self._port, self._pid, self._log_path = state.port, state.pid, Path(state.log)
+                if self._detached:
+                    write_state(dataclasses.replace(state, detached=True))
+                return self
+            # A different live server keeps its state file; we run beside it without one.
+            record = state is None or not _recorded_server_alive(state)
+            if state is not None and record:
+                remove_state()
+            self._launch(binary, folder, fingerprint, record=record)
+        if not self._detached:
+            atexit.register(self._stop_at_exit)
+        return self
+
+    def _launch(self, binary: Path, folder: Path, fingerprint: str, *, record: bool) -> None:
+        cfg = self.config
+        if cfg.port is not None:
+            if port_in_use(cfg.host, cfg.port):
+                raise LocalServerError(
+                    f"port {cfg.port} on {cfg.host} is already in use by another program; set "
+                    f"local_server.port to a free port, or to null to let semcascade pick one"
+                )
+            port = cfg.port
+        else:
+            port = free_port(cfg.host)
+        args = server_args(binary, cfg, folder, port)
+        log_dir = cache_dir() / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"llama-server-{port}.log"
+        log_file = log_path.open("wb")
+        log_file.write(f"$ {' '.join(args)}\n".encode())
+        log_file.flush()
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=_server_env(),
+                start_new_session=True,  # own process group: stop() takes the model children too
+            )
+        except OSError as exc:
+            log_file.close()
+            raise LocalServerError(
+                f"could not run {binary} ({exc}); delete {binary.parent} to rebuild it, "
+                f"or set ${LLAMA_SERVER_ENV} to a working llama-server"
+            ) from None
+        self._proc, self._log_file, self._log_path = proc, log_file, log_path
+        self._port, self._pid = port, proc.pid
+        try:
+            self._wait_healthy(proc, port, log_path)
+        except BaseException:
+            self._kill_own()
+            self._port = self._pid = None
+            raise
+        if record:
+            write_state(
+                ServerState(
+                    pid=proc.pid,
+                    host=cfg.host,
+                    port=port,
+                    fingerprint=fingerprint,
+                    binary=str(binary),
+                    log=str(log_path),
+                    models=tuple(sorted(p.stem for p in folder.glob("*.gguf"))),
+                    detached=self._detached,
+                )
+            )
+
+    def _wait_healthy(self, proc: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+        deadline = time.monotonic() + self.config.startup_timeout
+        while True:
+            code = proc.poll()
+            if code is not None:
+                tail = log_tail(log_path)
+                hint = (
+                    f"port {port} is taken; set local_server.port to a free port or to null"
+                    if "bind" in tail.lower() or "address already in use" in tail.lower()
+                    else f"see the full log {log_path}"
+                )
+                raise LocalServerError(
+                    f"llama-server exited with code {code} while starting; {hint}. Last log lines:\n{tail}"
+                )
+            if healthy(self._host, port, timeout=1.0):
+                return
+            if time.monotonic() > deadline:
+                raise LocalServerError(
+                    f"llama-server did not become healthy within {self.config.startup_timeout:.0f}s; "
+                    f"raise local_server.startup_timeout or check the log {log_path}. "
+                    f"Last log lines:\n{log_tail(log_path)}"
+                )
+            time.sleep(0.1)
+
+    def load_models(self, names: Sequence[str] | None = None, timeout: float = 300.0) -> dict[str, float]:
+        """Load models now instead of on the first request; return seconds taken per model.
+
+        The router still unloads the least recently used model when more than
+        ``models_max`` are loaded.
+        """
+        wanted = [_model_name(n) for n in names] if names is not None else list(self.models)
+        took: dict[str, float] = {}
+        with httpx.Client(base_url=self.url, timeout=30.0) as client:
+            for name in wanted:
+                t0 = time.monotonic()
+                if self._model_state(client, name) != "loaded":
+                    response = client.post("/models/load", json={"model": name})
+                    if response.status_code >= 400 and self._model_state(client, name) not in ("loading", "loaded"):
+                        raise LocalServerError(
+                            f"llama-server refused to load {name!r} (HTTP {response.status_code}: "
+                            f"{response.text[:200]}); check the log {self._log_path}"
+                        )
+                    self._wait_loaded(client, name, t0 + timeout)
+                took[name] = time.monotonic() - t0
+        return took
+
+    def _model_state(self, client: httpx.Client, name: str) -> str | None:
+        response = client.get("/models")
+        response.raise_for_status()
+        for entry in response.json().get("data", []):
+            if entry.get("id") == name:
+                status = entry.get("status") or {}
+                if status.get("failed"):
+                    return "failed"
+                return str(status.get("value"))
+        return None
+
+    def _wait_loaded(self, client: httpx.Client, name: str, deadline: float) -> None:
+        while True:
+            state = self._model_state(client, name)
+            if state == "loaded":
+                return
+            if state in ("failed", None):
+                raise LocalServerError(
+                    f"llama-server failed to load {name!r}; check the log {self._log_path} "
+                    f"(out of memory? lower local_server.models_max or ctx_size)"
+                )
+            if time.monotonic() > deadline:
+                raise LocalServerError(f"loading {name!r} took too long; check the log {self._log_path}")
+            time.sleep(0.2)
+
+    def detach(self) -> None:
+        """Leave the server running after this object stops and this process exits.
+
+        Later processes (and ``semcascade local stop``) find it through the state file.
+        """
+        self._detached = True
+        atexit.unregister(self._stop_at_exit)
+        state = read_state()
+        if state is not None and self._pid is not None and state.pid == self._pid and not state.detached:
+            write_state(dataclasses.replace(state, detached=True))
+
+    def stop(self) -> None:
+        """Stop the server if this object started it (not if reused or detached)."""
+        atexit.unregister(self._stop_at_exit)
+        if not self.started:
+            return
+        if not self._reused and not self._detached:
+            self._kill_own()
+            remove_state(self._pid)
+        elif self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        self._port = None
+        self._pid = None
+        self._proc = None
+
+    def _kill_own(self) -> None:
+        proc = self._proc
+        if proc is not None:
+            terminate(proc.pid, grace=5.0, is_dead=lambda: proc.poll() is not None)
+            proc.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def _stop_at_exit(self) -> None:
+        if not self._detached:
+            self.stop()
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.base_url if self.started else "not started"
+        return f"LocalServer({where}, models={list(self.models)}, reused={self._reused})"
+
+
+def stop_running_server(grace: float = 5.0) -> bool:
+    """Stop the server recorded in the state file (``semcascade local stop``).
+
+    Returns True if a server was running and is now stopped; a stale state file
+    is removed either way.
+    """
+    with file_lock(cache_dir() / ".server.lock"):
+        state = read_state()
+        if state is None:
+            return False
+        running = _recorded_server_alive(state)
+        if running:
+            terminate(state.pid, grace=grace)
+        remove_state(state.pid)
+        return running
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What ``semcascade local status`` shows."""
+
+    binary_path: Path
+    binary_built: bool
+    build_log: Path
+    models: tuple[ModelStatus, ...]
+    running: bool
+    base_url: str | None
+    pid: int | None
+    detached: bool
+    state_file: Path
+    log: Path | None
+
+
+def server_status(models: Sequence[str] | None = None) -> ServerStatus:
+    """Binary built? Models assembled? Server running, and where? (Builds and starts nothing.)"""
+    override = os.environ.get(LLAMA_SERVER_ENV)
+    binary = Path(override).expanduser() if override else cached_binary_path()
+    names = [_model_name(m) for m in models] if models is not None else list(LOCAL_MODELS)
+    state = read_state()
+    running = state is not None and _recorded_server_alive(state) and healthy(state.host, state.port)
+    return ServerStatus(
+        binary_path=binary,
+        binary_built=binary.is_file() and os.access(binary, os.X_OK),
+        build_log=build_log_path(),
+        models=tuple(model_status(n) for n in names),
+        running=running,
+        base_url=f"http://{host_for_url(state.host)}:{state.port}/v1" if running and state else None,
+        pid=state.pid if running and state else None,
+        detached=bool(state and running and state.detached),
+        state_file=state_path(),
+        log=Path(state.log) if running and state else None,
+    )

@@ -1,0 +1,102 @@
+"""Deferral policies: given a tier's consensus, accept, escalate or abstain.
+
+A policy is anything with ``decide(...)``; policies are registered by name so
+a config can pick one (``policy: threshold``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from semcascade.config import TierConfig
+from semcascade.errors import ConfigError
+
+__all__ = [
+    "Decision",
+    "DeferralPolicy",
+    "ThresholdPolicy",
+    "available_policies",
+    "create_policy",
+    "register_policy",
+]
+
+Action = Literal["accept", "escalate", "abstain"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+
+
+@runtime_checkable
+class DeferralPolicy(Protocol):
+    def decide(
+        self,
+        tier: TierConfig,
+        agreement: float | None,
+        *,
+        n_samples: int,
+        is_last: bool,
+        final_action: Literal["answer", "abstain"],
+    ) -> Decision: ...
+
+
+PolicyFactory = Callable[..., DeferralPolicy]
+_POLICIES: dict[str, PolicyFactory] = {}
+
+
+def register_policy(name: str) -> Callable[[PolicyFactory], PolicyFactory]:
+    def deco(factory: PolicyFactory) -> PolicyFactory:
+        _POLICIES[name] = factory
+        return factory
+
+    return deco
+
+
+def available_policies() -> list[str]:
+    return sorted(_POLICIES)
+
+
+def create_policy(name: str, **options: Any) -> DeferralPolicy:
+    try:
+        return _POLICIES[name](**options)
+    except KeyError:
+        raise ConfigError(f"unknown policy {name!r}; choose one of: {', '.join(sorted(_POLICIES))}") from None
+
+
+@register_policy("threshold")
+class ThresholdPolicy:
+    """Accept when the tier's agreement reaches its threshold, else escalate.
+
+    The last tier has nowhere to escalate: it answers anyway, or abstains and
+    flags the request for human review when ``final_action`` is ``abstain``.
+    A tier with a single sample carries no agreement signal: a non-final one
+    escalates unless its threshold is 0.
+    """
+
+    def decide(
+        self,
+        tier: TierConfig,
+        agreement: float | None,
+        *,
+        n_samples: int,
+        is_last: bool,
+        final_action: Literal["answer", "abstain"],
+    ) -> Decision:
+        if agreement is None:
+            if tier.threshold == 0.0:
+                return Decision("accept", "threshold 0: accept without an agreement signal")
+            if is_last:
+                return Decision("accept", f"last tier answers ({n_samples} sample: no agreement signal)")
+            return Decision("escalate", f"only {n_samples} sample: no agreement signal")
+        if agreement >= tier.threshold:
+            return Decision("accept", f"agreement {agreement:.3f} >= threshold {tier.threshold:g}")
+        below = f"agreement {agreement:.3f} < threshold {tier.threshold:g}"
+        if not is_last:
+            return Decision("escalate", below)
+        if final_action == "abstain":
+            return Decision("abstain", f"{below} at the last tier: abstain, flag for human review")
+        return Decision("accept", f"{below} at the last tier: answer anyway")

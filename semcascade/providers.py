@@ -1,0 +1,306 @@
+"""The provider seam: how a completion request reaches a model.
+
+:class:`LiteLLMProvider` is the real backend (any litellm model string);
+:class:`MockProvider` answers from a Python function, for unit and fault
+tests, in the spirit of ``httpx.MockTransport``. Providers are looked up by
+name in a registry so configs and tests can swap them without if/elif chains.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from semcascade.errors import (
+    AuthenticationError,
+    MalformedResponseError,
+    PromptTooLongError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitError,
+    UnknownModelError,
+)
+
+__all__ = [
+    "Choice",
+    "Completion",
+    "CompletionRequest",
+    "LiteLLMProvider",
+    "MockProvider",
+    "Provider",
+    "TokenLogprob",
+    "available_providers",
+    "create_provider",
+    "register_provider",
+]
+
+Message = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """One chat-completion call (``n`` choices) as semcascade sends it."""
+
+    model: str
+    messages: Sequence[Message]
+    n: int = 1
+    temperature: float = 0.7
+    max_tokens: int = 256
+    api_base: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 120.0
+    seed: int | None = None
+    stop: Sequence[str] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: names the tier in errors; not sent to the provider
+    tier: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    #: alternatives at this position (token -> logprob), if requested
+    top: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    text: str
+    completion_tokens: int
+    finish_reason: str | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    #: True when ``completion_tokens`` had to be estimated (no per-choice usage)
+    tokens_estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What a provider returned for one request."""
+
+    model: str
+    choices: tuple[Choice, ...]
+    prompt_tokens: int
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(c.completion_tokens for c in self.choices)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Sends one :class:`CompletionRequest`; raises :class:`ProviderError` subclasses."""
+
+    async def complete(self, request: CompletionRequest) -> Completion: ...
+
+
+# --------------------------------------------------------------------------- registry
+
+ProviderFactory = Callable[..., Provider]
+_PROVIDERS: dict[str, ProviderFactory] = {}
+
+
+def register_provider(name: str) -> Callable[[ProviderFactory], ProviderFactory]:
+    def deco(factory: ProviderFactory) -> ProviderFactory:
+        _PROVIDERS[name] = factory
+        return factory
+
+    return deco
+
+
+def available_providers() -> list[str]:
+    return sorted(_PROVIDERS)
+
+
+def create_provider(name: str = "litellm", **options: Any) -> Provider:
+    try:
+        factory = _PROVIDERS[name]
+    except KeyError:
+        raise ProviderError(f"unknown provider {name!r}; choose one of: {', '.join(sorted(_PROVIDERS))}") from None
+    return factory(**options)
+
+
+# --------------------------------------------------------------------------- mock
+
+
+Handler = Callable[[CompletionRequest], "Completion | Awaitable[Completion]"]
+
+
+@register_provider("mock")
+class MockProvider:
+    """A provider that answers from ``handler(request)`` (sync or async).
+
+    For tests only: the handler may also raise any :class:`ProviderError` to
+    simulate faults. ``calls`` records every request received.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self.calls: list[CompletionRequest] = []
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        self.calls.append(request)
+        out = self._handler(request)
+        if inspect.isawaitable(out):
+            out = await out
+        assert isinstance(out, Completion)
+        return out
+
+    @staticmethod
+    def texts(model: str, texts: Sequence[str], prompt_tokens: int = 10) -> Completion:
+        """Build a Completion whose choices are ``texts`` (one token per word)."""
+        return Completion(
+            model=model,
+            choices=tuple(Choice(text=t, completion_tokens=max(1, len(t.split())), finish_reason="stop") for t in texts),
+            prompt_tokens=prompt_tokens,
+        )
+
+
+# --------------------------------------------------------------------------- litellm
+
+
+def _prepare_litellm_env() -> None:
+    # Offline by default: never fetch the model cost map from the network.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+@register_provider("litellm")
+class LiteLLMProvider:
+    """Real provider: ``litellm.acompletion`` for any litellm model string."""
+
+    def __init__(self) -> None:
+        _prepare_litellm_env()
+        import litellm
+
+        litellm.suppress_debug_info = True
+        litellm.drop_params = True  # e.g. 'seed' or 'logprobs' for providers without them
+        self._litellm = litellm
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        litellm = self._litellm
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": [dict(m) for m in request.messages],
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "timeout": request.timeout,
+            "num_retries": 0,
+        }
+        if request.n != 1:
+            kwargs["n"] = request.n
+        if request.api_base:
+            kwargs["api_base"] = request.api_base
+        if request.api_key:
+            kwargs["api_key"] = request.api_key
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
+        if request.logprobs:
+            kwargs["logprobs"] = True
+            if request.top_logprobs:
+                kwargs["top_logprobs"] = request.top_logprobs
+        kwargs.update(request.extra)
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except Exception as exc:  # mapped to the typed hierarchy below
+            raise _map_litellm_error(exc, request) from None
+        return _parse_response(response, request)
+
+
+def _map_litellm_error(exc: Exception, request: CompletionRequest) -> ProviderError:
+    import litellm
+
+    model, tier = request.model, request.tier
+    text = _redact(str(exc), request.api_key)
+    first = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+    if isinstance(exc, litellm.ContextWindowExceededError) or "context size" in text or "context length" in text:
+        return PromptTooLongError(tier or model, -1, -1)
+    if isinstance(exc, litellm.Timeout):
+        return ProviderTimeoutError(
+            f"timed out after {request.timeout:g}s; raise the tier's 'timeout' or check the provider", model=model, tier=tier
+        )
+    if isinstance(exc, litellm.RateLimitError):
+        return RateLimitError(f"rate-limited: {first}; lower 'requests_per_second' or retry later", model=model, tier=tier)
+    if isinstance(exc, litellm.NotFoundError) or (
+        isinstance(exc, litellm.BadRequestError) and "model" in text.lower() and "not" in text.lower() and "found" in text.lower()
+    ):
+        return UnknownModelError(f"the provider does not know this model ({first}); check the model name", model=model, tier=tier)
+    if isinstance(exc, litellm.AuthenticationError):
+        return AuthenticationError(f"authentication failed; check the key in the tier's 'api_key_env' variable", model=model, tier=tier)
+    if isinstance(exc, litellm.BadRequestError) and "LLM Provider NOT provided" in text:
+        return UnknownModelError(
+            "litellm cannot tell the provider from this model string; write it as 'provider/model' "
+            "(e.g. openai/gpt-4o-mini) or 'local/NAME' for the embedded server",
+            model=model,
+            tier=tier,
+        )
+    if isinstance(exc, litellm.APIConnectionError):
+        return ProviderError(f"cannot reach the provider: {first}; check 'api_base' and the network", model=model, tier=tier)
+    return ProviderError(f"{type(exc).__name__}: {first}", model=model, tier=tier)
+
+
+def _redact(text: str, key: str | None) -> str:
+    if key and len(key) >= 4:
+        text = text.replace(key, "***")
+    return text
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _parse_logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
+    content = _get(raw, "content") if raw is not None else None
+    if not content:
+        return None
+    out = []
+    for item in content:
+        top = {str(_get(t, "token")): float(_get(t, "logprob")) for t in (_get(item, "top_logprobs") or [])}
+        out.append(TokenLogprob(token=str(_get(item, "token")), logprob=float(_get(item, "logprob")), top=top))
+    return tuple(out)
+
+
+def _parse_response(response: Any, request: CompletionRequest) -> Completion:
+    raw_choices = _get(response, "choices")
+    if not raw_choices:
+        raise MalformedResponseError("the provider returned no choices", model=request.model, tier=request.tier)
+    usage = _get(response, "usage")
+    prompt_tokens = int(_get(usage, "prompt_tokens", 0) or 0)
+    usage_completion = int(_get(usage, "completion_tokens", 0) or 0)
+    choices: list[Choice] = []
+    for rc in raw_choices:
+        message = _get(rc, "message")
+        text = _get(message, "content") if message is not None else None
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            raise MalformedResponseError("a choice's content is not text", model=request.model, tier=request.tier)
+        lps = _parse_logprobs(_get(rc, "logprobs"))
+        choices.append(Choice(text=text, completion_tokens=0, finish_reason=_get(rc, "finish_reason"), logprobs=lps))
+    # Token accounting. With n>1 llama-server reports one choice's tokens only,
+    # so count per choice from logprobs when present; else split usage by length.
+    counted: list[Choice] = []
+    total_chars = sum(len(c.text) for c in choices) or 1
+    for c in choices:
+        if c.logprobs is not None:
+            counted.append(_with_tokens(c, len(c.logprobs), estimated=False))
+        elif len(choices) == 1:
+            counted.append(_with_tokens(c, usage_completion, estimated=False))
+        else:
+            share = round(usage_completion * len(c.text) / total_chars) if usage_completion else max(1, len(c.text) // 4)
+            counted.append(_with_tokens(c, share, estimated=True))
+    return Completion(model=str(_get(response, "model") or request.model), choices=tuple(counted), prompt_tokens=prompt_tokens)
+
+
+def _with_tokens(c: Choice, n: int, *, estimated: bool) -> Choice:
+    return Choice(
+        text=c.text, completion_tokens=n, finish_reason=c.finish_reason, logprobs=c.logprobs, tokens_estimated=estimated
+    )

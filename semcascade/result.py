@@ -1,0 +1,138 @@
+"""Typed results of a cascade call: per-sample, per-tier and whole-request."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["CascadeResult", "SampleTrace", "TierTrace"]
+
+TierDecision = Literal["accept", "escalate", "abstain", "failed"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class SampleTrace(_Frozen):
+    """One sampled output of a tier."""
+
+    index: int
+    model: str
+    text: str
+    completion_tokens: int
+    finish_reason: str | None = None
+    mean_logprob: float | None = None
+    tokens_estimated: bool = False
+
+
+class TierTrace(_Frozen):
+    """What one tier did for a request."""
+
+    tier: str
+    models: list[str]
+    samples: list[SampleTrace]
+    agreement_matrix: list[list[float]] = Field(default_factory=list)
+    clusters: list[list[int]] = Field(default_factory=list)
+    agreement: float | None = None
+    threshold: float
+    representative: int | None = None
+    decision: TierDecision
+    reason: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    flops: float | None = None
+    latency_s: float = 0.0
+    scoring_latency_s: float = 0.0
+    errors: list[str] = Field(default_factory=list)
+
+    @property
+    def answer(self) -> str | None:
+        if self.representative is None:
+            return None
+        return self.samples[self.representative].text
+
+
+class CascadeResult(_Frozen):
+    """The answer of a cascade call and how it was reached.
+
+    ``text`` is the consensus answer of the tier that answered (``tier``); on
+    abstention ``abstained`` is true and ``text`` holds the last tier's best
+    guess, so nothing paid for is lost.
+    """
+
+    id: str = Field(default_factory=lambda: f"semcascade-{uuid.uuid4().hex[:24]}")
+    created: int = Field(default_factory=lambda: int(time.time()))
+    text: str
+    tier: str
+    tier_index: int
+    agreement: float | None
+    abstained: bool = False
+    trace: list[TierTrace]
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    flops: float | None = None
+    latency_s: float
+
+    @property
+    def escalated(self) -> bool:
+        return self.tier_index > 0
+
+    @property
+    def tiers_tried(self) -> list[str]:
+        return [t.tier for t in self.trace]
+
+    def to_openai(self) -> Any:
+        """This result as an ``openai`` ``ChatCompletion`` (what litellm/OpenAI code expects).
+
+        ``model`` is the answering tier's model; the full trace stays available
+        on this object. ``finish_reason`` is ``content_filter`` on abstention so
+        that callers checking it notice the flag for human review.
+        """
+        from openai.types.chat import ChatCompletion
+
+        answering = self.trace[self.tier_index]
+        sample = answering.samples[answering.representative] if answering.representative is not None else None
+        finish = "content_filter" if self.abstained else (sample.finish_reason if sample and sample.finish_reason in ("stop", "length") else "stop")
+        return ChatCompletion.model_validate(
+            {
+                "id": self.id,
+                "object": "chat.completion",
+                "created": self.created,
+                "model": sample.model if sample else answering.models[0],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": finish,
+                        "message": {"role": "assistant", "content": self.text},
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": self.prompt_tokens,
+                    "completion_tokens": self.completion_tokens,
+                    "total_tokens": self.prompt_tokens + self.completion_tokens,
+                },
+            }
+        )
+
+    def summary(self) -> str:
+        """A compact multi-line trace for terminals."""
+        lines = []
+        for t in self.trace:
+            agr = "n/a" if t.agreement is None else f"{t.agreement:.2f}"
+            lines.append(
+                f"  {t.tier:<12} k={len(t.samples):<2} agreement={agr:<5} threshold={t.threshold:<4g} "
+                f"-> {t.decision:<8} ({t.reason}); {t.prompt_tokens}+{t.completion_tokens} tok, "
+                f"cost {t.cost:.3g}, {t.latency_s:.2f}s"
+            )
+        flag = " [ABSTAINED: flag for human review]" if self.abstained else ""
+        lines.append(
+            f"  answered by {self.tier!r}{flag}; escalations {len(self.trace) - 1}; "
+            f"cost {self.cost:.3g}; latency {self.latency_s:.2f}s"
+        )
+        return "\n".join(lines)

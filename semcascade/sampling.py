@@ -1,0 +1,152 @@
+"""Ensemble sampling for one tier: k outputs, concurrently, under the tier's limits.
+
+Native ``n`` is used where the backend supports it (the prompt is processed
+once); otherwise k single calls run concurrently. A heterogeneous tier spreads
+its k samples round-robin over its models and calls them all at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from semcascade._limits import TierLimiter
+from semcascade.config import TierConfig
+from semcascade.errors import AuthenticationError, ProviderError, UnknownModelError
+from semcascade.providers import Completion, CompletionRequest, Provider
+from semcascade.result import SampleTrace
+
+__all__ = ["ResolvedModel", "ResolvedTier", "TierSamples", "sample_tier", "split_k"]
+
+#: Provider errors that are configuration problems: escalating past them would
+#: only hide them, so they propagate. Other provider errors (timeouts, rate
+#: limits, 5xx, garbage) are recorded and the cascade carries on.
+CONFIG_ERRORS: tuple[type[ProviderError], ...] = (UnknownModelError, AuthenticationError)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A tier model as it is actually called (``local/x`` resolved to the server)."""
+
+    name: str
+    litellm_model: str
+    api_base: str | None
+    api_key: str | None = field(repr=False)
+    native_n: bool
+    max_n: int = 128
+
+
+@dataclass
+class ResolvedTier:
+    config: TierConfig
+    models: list[ResolvedModel]
+    limiter: TierLimiter
+
+
+@dataclass
+class TierSamples:
+    samples: list[SampleTrace]
+    errors: list[str]
+    #: litellm model -> [prompt tokens, completion tokens] actually billed
+    usage: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(u[0] for u in self.usage.values())
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(u[1] for u in self.usage.values())
+
+
+def split_k(k: int, n_models: int) -> list[int]:
+    """Spread ``k`` samples round-robin over ``n_models`` (earlier models get the remainder)."""
+    base, extra = divmod(k, n_models)
+    return [base + (1 if i < extra else 0) for i in range(n_models)]
+
+
+def _mean_logprob(completion_choice: Any) -> float | None:
+    lps = completion_choice.logprobs
+    if not lps:
+        return None
+    return float(sum(t.logprob for t in lps) / len(lps))
+
+
+async def _call(provider: Provider, limiter: TierLimiter, request: CompletionRequest) -> Completion:
+    async with limiter.slot():
+        return await provider.complete(request)
+
+
+async def sample_tier(
+    tier: ResolvedTier,
+    messages: Sequence[Mapping[str, Any]],
+    provider: Provider,
+    *,
+    k: int | None = None,
+    temperature: float | None = None,
+) -> TierSamples:
+    """Draw ``k`` (default: the tier's k) samples from the tier's models concurrently.
+
+    Transient provider failures are recorded in ``errors`` and the samples
+    that did arrive are returned; configuration errors propagate.
+    """
+    cfg = tier.config
+    k = cfg.k if k is None else k
+    temp = cfg.temperature if temperature is None else temperature
+    requests: list[tuple[ResolvedModel, CompletionRequest]] = []
+    for model, count in zip(tier.models, split_k(k, len(tier.models)), strict=True):
+        if count == 0:
+            continue
+        if model.native_n:
+            chunks = [min(model.max_n, count - start) for start in range(0, count, model.max_n)]
+        else:
+            chunks = [1] * count
+        for j, n in enumerate(chunks):
+            requests.append(
+                (
+                    model,
+                    CompletionRequest(
+                        model=model.litellm_model,
+                        messages=messages,
+                        n=n,
+                        temperature=temp,
+                        max_tokens=cfg.max_tokens,
+                        api_base=model.api_base,
+                        api_key=model.api_key,
+                        timeout=cfg.timeout,
+                        seed=None if cfg.seed is None else cfg.seed + j,
+                        stop=cfg.stop,
+                        logprobs=cfg.logprobs,
+                        extra=cfg.litellm_params,
+                        tier=cfg.name,
+                    ),
+                )
+            )
+    results = await asyncio.gather(
+        *(_call(provider, tier.limiter, req) for _, req in requests), return_exceptions=True
+    )
+    out = TierSamples(samples=[], errors=[])
+    for (model, _req), res in zip(requests, results, strict=True):
+        if isinstance(res, BaseException):
+            if isinstance(res, ProviderError) and not isinstance(res, CONFIG_ERRORS):
+                out.errors.append(str(res))
+                continue
+            raise res
+        used = out.usage.setdefault(model.litellm_model, [0, 0])
+        used[0] += res.prompt_tokens
+        used[1] += res.completion_tokens
+        for ch in res.choices:
+            out.samples.append(
+                SampleTrace(
+                    index=len(out.samples),
+                    model=model.name,
+                    text=ch.text.strip(),
+                    completion_tokens=ch.completion_tokens,
+                    finish_reason=ch.finish_reason,
+                    mean_logprob=_mean_logprob(ch),
+                    tokens_estimated=ch.tokens_estimated,
+                )
+            )
+    return out

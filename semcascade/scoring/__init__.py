@@ -1,0 +1,1 @@
+"""Agreement scorers: embedding, lexical, NLI cross-encoder and LLM judge."""

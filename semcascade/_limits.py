@@ -12,7 +12,7 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from asyncio_throttle import Throttler
+from asyncio_throttle.throttler import Throttler
 
 __all__ = ["TierLimiter"]
 
@@ -44,7 +44,7 @@ class TierLimiter:
     async def slot(self) -> AsyncIterator[None]:
         async with self._semaphore():
             if self._throttler is not None:
-                await self._throttler.acquire()
+                await self._throttler.acquire()  # type: ignore[no-untyped-call]
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             try:

@@ -60,9 +60,7 @@ def normalize_messages(prompt: PromptLike, system_prompt: str | None = None) -> 
             messages.append(dict(m))
     else:
         raise EmptyPromptError(f"prompt must be a string or a list of messages, not {type(prompt).__name__}")
-    if not messages or not any(
-        _content_text(m["content"]).strip() for m in messages if m["role"] != "system"
-    ):
+    if not messages or not any(_content_text(m["content"]).strip() for m in messages if m["role"] != "system"):
         raise EmptyPromptError("the prompt is empty; pass a non-empty question or message")
     if system_prompt and not any(m["role"] == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": system_prompt})
@@ -78,8 +76,10 @@ def _question(messages: Messages) -> str:
 
 def _auto_native_n(model: str, api_base: str | None) -> bool:
     # OpenAI's API and llama-server implement n; most other providers ignore or reject it.
-    return model.startswith(LOCAL_PREFIX) or (model.startswith("openai/") and api_base is None) or model.startswith(
-        ("gpt-", "o1", "o3", "o4")
+    return (
+        model.startswith(LOCAL_PREFIX)
+        or (model.startswith("openai/") and api_base is None)
+        or model.startswith(("gpt-", "o1", "o3", "o4"))
     )
 
 
@@ -286,7 +286,9 @@ class Cascade:
             partial,
         )
 
-    async def _score_and_decide(self, tier: ResolvedTier, drawn: TierSamples, question: str, *, is_last: bool) -> TierTrace:
+    async def _score_and_decide(
+        self, tier: ResolvedTier, drawn: TierSamples, question: str, *, is_last: bool
+    ) -> TierTrace:
         cfg = tier.config
         assert self._scorer is not None
         costs = sum(tier_cost(cfg, m, p, c) for m, (p, c) in drawn.usage.items())

@@ -98,9 +98,7 @@ class TierConfig(_Strict):
             return v
         if not _ENV_NAME.match(v) or (_LOOKS_LIKE_KEY.search(v) and not v.isupper()):
             # Never echo the value: it may be a key pasted by mistake.
-            raise ValueError(
-                "must be the NAME of an environment variable (e.g. OPENAI_API_KEY), not a key value"
-            )
+            raise ValueError("must be the NAME of an environment variable (e.g. OPENAI_API_KEY), not a key value")
         return v
 
     @property
@@ -249,9 +247,7 @@ def _validate(raw: Any, *, origin: str) -> CascadeConfig:
     if raw is None:
         raise ConfigError("config is empty; it needs at least a 'tiers' list", source=origin)
     if not isinstance(raw, dict):
-        raise ConfigError(
-            f"top level must be a mapping with a 'tiers' list, got {type(raw).__name__}", source=origin
-        )
+        raise ConfigError(f"top level must be a mapping with a 'tiers' list, got {type(raw).__name__}", source=origin)
     try:
         return CascadeConfig.model_validate(raw)
     except ValidationError as exc:

@@ -81,10 +81,16 @@ class EmptyPromptError(PromptError):
 class PromptTooLongError(PromptError):
     """The prompt does not fit a tier's context window."""
 
-    def __init__(self, tier: str, prompt_tokens: int, context_window: int) -> None:
+    def __init__(self, tier: str, prompt_tokens: int, context_window: int, *, detail: str | None = None) -> None:
         self.tier = tier
         self.prompt_tokens = prompt_tokens
         self.context_window = context_window
+        if detail is not None:  # the provider said so; we did not know the sizes up front
+            super().__init__(
+                f"the prompt does not fit tier {tier!r}'s context window (provider: {detail}); "
+                "shorten the prompt, lower max_tokens, or use a model with a larger context"
+            )
+            return
         super().__init__(
             f"prompt is ~{prompt_tokens} tokens but tier {tier!r} has a context window of "
             f"{context_window} (including max_tokens); shorten the prompt or raise the "

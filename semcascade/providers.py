@@ -156,7 +156,9 @@ class MockProvider:
         """Build a Completion whose choices are ``texts`` (one token per word)."""
         return Completion(
             model=model,
-            choices=tuple(Choice(text=t, completion_tokens=max(1, len(t.split())), finish_reason="stop") for t in texts),
+            choices=tuple(
+                Choice(text=t, completion_tokens=max(1, len(t.split())), finish_reason="stop") for t in texts
+            ),
             prompt_tokens=prompt_tokens,
         )
 
@@ -213,35 +215,48 @@ class LiteLLMProvider:
         return _parse_response(response, request)
 
 
-def _map_litellm_error(exc: Exception, request: CompletionRequest) -> ProviderError:
-    import litellm
+def _map_litellm_error(exc: Exception, request: CompletionRequest) -> ProviderError | PromptTooLongError:
+    import litellm.exceptions as lx
 
     model, tier = request.model, request.tier
     text = _redact(str(exc), request.api_key)
     first = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
-    if isinstance(exc, litellm.ContextWindowExceededError) or "context size" in text or "context length" in text:
-        return PromptTooLongError(tier or model, -1, -1)
-    if isinstance(exc, litellm.Timeout):
+    if isinstance(exc, lx.ContextWindowExceededError) or "context size" in text or "context length" in text:
+        return PromptTooLongError(tier or model, -1, -1, detail=first)
+    if isinstance(exc, lx.Timeout):
         return ProviderTimeoutError(
-            f"timed out after {request.timeout:g}s; raise the tier's 'timeout' or check the provider", model=model, tier=tier
+            f"timed out after {request.timeout:g}s; raise the tier's 'timeout' or check the provider",
+            model=model,
+            tier=tier,
         )
-    if isinstance(exc, litellm.RateLimitError):
-        return RateLimitError(f"rate-limited: {first}; lower 'requests_per_second' or retry later", model=model, tier=tier)
-    if isinstance(exc, litellm.NotFoundError) or (
-        isinstance(exc, litellm.BadRequestError) and "model" in text.lower() and "not" in text.lower() and "found" in text.lower()
+    if isinstance(exc, lx.RateLimitError):
+        return RateLimitError(
+            f"rate-limited: {first}; lower 'requests_per_second' or retry later", model=model, tier=tier
+        )
+    if isinstance(exc, lx.NotFoundError) or (
+        isinstance(exc, lx.BadRequestError)
+        and "model" in text.lower()
+        and "not" in text.lower()
+        and "found" in text.lower()
     ):
-        return UnknownModelError(f"the provider does not know this model ({first}); check the model name", model=model, tier=tier)
-    if isinstance(exc, litellm.AuthenticationError):
-        return AuthenticationError(f"authentication failed; check the key in the tier's 'api_key_env' variable", model=model, tier=tier)
-    if isinstance(exc, litellm.BadRequestError) and "LLM Provider NOT provided" in text:
+        return UnknownModelError(
+            f"the provider does not know this model ({first}); check the model name", model=model, tier=tier
+        )
+    if isinstance(exc, lx.AuthenticationError):
+        return AuthenticationError(
+            "authentication failed; check the key in the tier's 'api_key_env' variable", model=model, tier=tier
+        )
+    if isinstance(exc, lx.BadRequestError) and "LLM Provider NOT provided" in text:
         return UnknownModelError(
             "litellm cannot tell the provider from this model string; write it as 'provider/model' "
             "(e.g. openai/gpt-4o-mini) or 'local/NAME' for the embedded server",
             model=model,
             tier=tier,
         )
-    if isinstance(exc, litellm.APIConnectionError):
-        return ProviderError(f"cannot reach the provider: {first}; check 'api_base' and the network", model=model, tier=tier)
+    if isinstance(exc, lx.APIConnectionError):
+        return ProviderError(
+            f"cannot reach the provider: {first}; check 'api_base' and the network", model=model, tier=tier
+        )
     return ProviderError(f"{type(exc).__name__}: {first}", model=model, tier=tier)
 
 
@@ -295,9 +310,13 @@ def _parse_response(response: Any, request: CompletionRequest) -> Completion:
         elif len(choices) == 1:
             counted.append(_with_tokens(c, usage_completion, estimated=False))
         else:
-            share = round(usage_completion * len(c.text) / total_chars) if usage_completion else max(1, len(c.text) // 4)
+            share = (
+                round(usage_completion * len(c.text) / total_chars) if usage_completion else max(1, len(c.text) // 4)
+            )
             counted.append(_with_tokens(c, share, estimated=True))
-    return Completion(model=str(_get(response, "model") or request.model), choices=tuple(counted), prompt_tokens=prompt_tokens)
+    return Completion(
+        model=str(_get(response, "model") or request.model), choices=tuple(counted), prompt_tokens=prompt_tokens
+    )
 
 
 def _with_tokens(c: Choice, n: int, *, estimated: bool) -> Choice:

@@ -98,7 +98,11 @@ class CascadeResult(_Frozen):
 
         answering = self.trace[self.tier_index]
         sample = answering.samples[answering.representative] if answering.representative is not None else None
-        finish = "content_filter" if self.abstained else (sample.finish_reason if sample and sample.finish_reason in ("stop", "length") else "stop")
+        finish = (
+            "content_filter"
+            if self.abstained
+            else (sample.finish_reason if sample and sample.finish_reason in ("stop", "length") else "stop")
+        )
         return ChatCompletion.model_validate(
             {
                 "id": self.id,

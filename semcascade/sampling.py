@@ -124,9 +124,7 @@ async def sample_tier(
                     ),
                 )
             )
-    results = await asyncio.gather(
-        *(_call(provider, tier.limiter, req) for _, req in requests), return_exceptions=True
-    )
+    results = await asyncio.gather(*(_call(provider, tier.limiter, req) for _, req in requests), return_exceptions=True)
     out = TierSamples(samples=[], errors=[])
     for (model, _req), res in zip(requests, results, strict=True):
         if isinstance(res, BaseException):

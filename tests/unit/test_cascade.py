@@ -42,8 +42,24 @@ class ExactScorer:
 def config(**over: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "tiers": [
-            {"name": "cheap", "model": "openai/cheap", "k": 4, "threshold": 0.5, "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6, "parameters": 1e8},
-            {"name": "strong", "model": "openai/strong", "k": 1, "temperature": 0.0, "input_cost_per_token": 1e-5, "output_cost_per_token": 2e-5, "parameters": 1e9},
+            {
+                "name": "cheap",
+                "model": "openai/cheap",
+                "k": 4,
+                "threshold": 0.5,
+                "input_cost_per_token": 1e-6,
+                "output_cost_per_token": 2e-6,
+                "parameters": 1e8,
+            },
+            {
+                "name": "strong",
+                "model": "openai/strong",
+                "k": 1,
+                "temperature": 0.0,
+                "input_cost_per_token": 1e-5,
+                "output_cost_per_token": 2e-5,
+                "parameters": 1e9,
+            },
         ],
         "equivalence": {"rule": "bidirectional", "threshold": 0.5},
     }
@@ -83,7 +99,7 @@ async def test_cheap_tier_answers_when_samples_agree() -> None:
 
 
 async def test_disagreement_escalates_and_trace_says_why() -> None:
-    cascade, provider, _ = make({"openai/cheap": ["a", "b", "c", "d"], "openai/strong": ["Paris"]})
+    cascade, _provider, _ = make({"openai/cheap": ["a", "b", "c", "d"], "openai/strong": ["Paris"]})
     r = await cascade.generate([{"role": "user", "content": "Capital of France?"}])
     assert r.tier == "strong" and r.escalated and r.text == "Paris"
     assert r.tiers_tried == ["cheap", "strong"]
@@ -165,7 +181,9 @@ async def test_config_errors_from_provider_propagate() -> None:
         await Cascade(config(), provider=MockProvider(handler), scorer=ExactScorer()).generate("q")
 
 
-@pytest.mark.parametrize("prompt", ["", "   \n", [], [{"role": "user", "content": "  "}], [{"role": "system", "content": "hi"}]])
+@pytest.mark.parametrize(
+    "prompt", ["", "   \n", [], [{"role": "user", "content": "  "}], [{"role": "system", "content": "hi"}]]
+)
 async def test_empty_prompt_rejected_before_any_call(prompt: Any) -> None:
     cascade, provider, _ = make({"openai/cheap": ["a"], "openai/strong": ["b"]})
     with pytest.raises(EmptyPromptError, match="empty"):
@@ -176,7 +194,7 @@ async def test_empty_prompt_rejected_before_any_call(prompt: Any) -> None:
 async def test_prompt_longer_than_context_window_rejected_before_any_call() -> None:
     cfg = config()
     cfg["tiers"][1]["context_window"] = 100
-    cascade, provider = Cascade(cfg, provider=answers({}), scorer=ExactScorer()), None
+    cascade, _provider = Cascade(cfg, provider=answers({}), scorer=ExactScorer()), None
     with pytest.raises(PromptTooLongError, match="tier 'strong' has a context window of 100"):
         await cascade.generate("word " * 200)
     assert cascade.provider.calls == []  # type: ignore[attr-defined]

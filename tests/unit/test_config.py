@@ -32,7 +32,7 @@ def test_default_is_local_yaml() -> None:
     assert DEFAULT_CONFIG_PATH.resolve() == (REPO / "configs" / "local.yaml").resolve()
     cfg = load_config(None)
     assert cfg.uses_local_server
-    assert [t.model for t in cfg.tiers][0] == "local/smollm2-135m"
+    assert next(t.model for t in cfg.tiers) == "local/smollm2-135m"
 
 
 def test_valid_two_tier(tmp_path: Path) -> None:
@@ -60,13 +60,19 @@ def test_malformed_yaml_names_line(tmp_path: Path) -> None:
         ("- a\n- b\n", "top level must be a mapping"),
         ("tiers: []\n", r"tiers: List should have at least 1 item"),
         ("tiers:\n  - {name: a, model: m, k: 0}\n", r"tiers\[0\]\.k: Input should be greater than or equal to 1"),
-        ("tiers:\n  - {name: a, model: m, threshold: 1.5}\n", r"tiers\[0\]\.threshold: Input should be less than or equal to 1"),
+        (
+            "tiers:\n  - {name: a, model: m, threshold: 1.5}\n",
+            r"tiers\[0\]\.threshold: Input should be less than or equal to 1",
+        ),
         ("tiers:\n  - {name: a, model: m, threshold: -0.1}\n", r"tiers\[0\]\.threshold"),
         ("tiers:\n  - {name: a}\n", r"tiers\[0\]: give exactly one of 'model'"),
         ("tiers:\n  - {name: a, model: m, models: [x]}\n", r"give exactly one of"),
         ("tiers:\n  - {name: a, model: m, temprature: 0.2}\n", r"tiers\[0\]\.temprature: unknown field"),
         ("tiers:\n  - {name: a, model: m}\n  - {name: a, model: n}\n", "tier names must be unique; repeated: a"),
-        ("tiers:\n  - {name: a, model: m}\nfinal_action: shrug\n", r"final_action: Input should be 'answer' or 'abstain'"),
+        (
+            "tiers:\n  - {name: a, model: m}\nfinal_action: shrug\n",
+            r"final_action: Input should be 'answer' or 'abstain'",
+        ),
     ],
 )
 def test_semantic_errors_name_the_field(tmp_path: Path, text: str, pattern: str) -> None:
@@ -99,5 +105,7 @@ def test_mapping_and_passthrough() -> None:
 
 
 def test_local_slot_context() -> None:
-    cfg = load_config({"tiers": [{"name": "a", "model": "local/smollm2-135m"}], "local_server": {"parallel": 4, "ctx_size": 8192}})
+    cfg = load_config(
+        {"tiers": [{"name": "a", "model": "local/smollm2-135m"}], "local_server": {"parallel": 4, "ctx_size": 8192}}
+    )
     assert cfg.local_server.slot_context == 2048

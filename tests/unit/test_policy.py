@@ -22,7 +22,9 @@ T = TierConfig(name="t", model="m", threshold=0.7)
     ],
 )
 def test_threshold_policy(agreement: float | None, is_last: bool, final: str, action: str) -> None:
-    d = ThresholdPolicy().decide(T, agreement, n_samples=1 if agreement is None else 5, is_last=is_last, final_action=final)  # type: ignore[arg-type]
+    d = ThresholdPolicy().decide(
+        T, agreement, n_samples=1 if agreement is None else 5, is_last=is_last, final_action=final
+    )  # type: ignore[arg-type]
     assert d.action == action
     assert d.reason
 

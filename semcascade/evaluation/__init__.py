@@ -1,0 +1,1 @@
+"""Evaluation: datasets read from installed packages, metrics and harnesses."""

@@ -1,0 +1,29 @@
+"""Integration fixtures: one real managed llama-server for the whole session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from semcascade import Cascade, CascadeConfig, load_config
+
+
+@pytest.fixture(scope="session")
+def local_config() -> CascadeConfig:
+    return load_config(None)
+
+
+@pytest.fixture(scope="session")
+def local_cascade(local_config: CascadeConfig) -> Iterator[Cascade]:
+    """The shipped default cascade, with its server started once and stopped at the end."""
+    with Cascade(local_config) as cascade:
+        cascade.prepare()
+        yield cascade
+
+
+def variant(base: Cascade, **tier0: object) -> Cascade:
+    """A cascade sharing ``base``'s server, with the first tier's settings changed."""
+    cfg = base.config
+    tiers = [cfg.tiers[0].model_copy(update=tier0), *cfg.tiers[1:]]
+    return Cascade(cfg.model_copy(update={"tiers": tiers}), local_server=base._server)

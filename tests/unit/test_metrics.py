@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from semcascade.evaluation.metrics import auroc
+
+
+def brute(scores: list[float], labels: list[bool]) -> float:
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
+    return wins / (len(pos) * len(neg))
+
+
+def test_perfect_and_inverted() -> None:
+    assert auroc([0.1, 0.2, 0.8, 0.9], [False, False, True, True]) == 1.0
+    assert auroc([0.9, 0.8, 0.2, 0.1], [False, False, True, True]) == 0.0
+
+
+def test_ties_count_half() -> None:
+    assert auroc([0.5, 0.5], [True, False]) == 0.5
+
+
+def test_undefined_for_one_class() -> None:
+    assert auroc([0.1, 0.2], [True, True]) is None
+
+
+def test_matches_brute_force() -> None:
+    rng = random.Random(3)
+    for _ in range(50):
+        n = rng.randint(2, 30)
+        scores = [rng.choice([0.0, 0.25, 0.5, 0.75, 1.0, rng.random()]) for _ in range(n)]
+        labels = [rng.random() < 0.4 for _ in range(n)]
+        if len(set(labels)) < 2:
+            continue
+        assert auroc(scores, labels) == pytest.approx(brute(scores, labels))
+
+
+def test_length_mismatch() -> None:
+    with pytest.raises(ValueError):
+        auroc([0.1], [True, False])

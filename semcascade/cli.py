@@ -63,8 +63,7 @@ def _cmd_local_start(args: argparse.Namespace) -> int:
     cascade = Cascade(args.config)
     server = LocalServer(cascade.config.local_server, cascade._local_models())
     server.start()
-    if not server.reused:
-        server.detach()
+    server.detach()  # outlives this process; later commands reuse it
     print(f"llama-server {'already running' if server.reused else 'started'} at {server.base_url}")
     return 0
 

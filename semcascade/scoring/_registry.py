@@ -35,9 +35,7 @@ def create_scorer(name: str, **options: Any) -> AgreementScorer:
     try:
         factory = _FACTORIES[name]
     except KeyError:
-        raise ScorerError(
-            f"unknown scorer {name!r}; choose one of: {', '.join(sorted(_FACTORIES))}"
-        ) from None
+        raise ScorerError(f"unknown scorer {name!r}; choose one of: {', '.join(sorted(_FACTORIES))}") from None
     try:
         return factory(**options)
     except TypeError as exc:

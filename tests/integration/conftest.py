@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -22,8 +22,13 @@ def local_cascade(local_config: CascadeConfig) -> Iterator[Cascade]:
         yield cascade
 
 
-def variant(base: Cascade, **tier0: object) -> Cascade:
-    """A cascade sharing ``base``'s server, with the first tier's settings changed."""
+def _variant(base: Cascade, **tier0: object) -> Cascade:
     cfg = base.config
     tiers = [cfg.tiers[0].model_copy(update=tier0), *cfg.tiers[1:]]
     return Cascade(cfg.model_copy(update={"tiers": tiers}), local_server=base._server)
+
+
+@pytest.fixture(scope="session")
+def variant() -> Callable[..., Cascade]:
+    """Make a cascade sharing a base cascade's server, with the first tier's settings changed."""
+    return _variant

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from semcascade import Cascade, CascadeResult
 from semcascade.text import contains_answer
-
-from .conftest import variant
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ async def test_most_factual_answers_are_right(local_cascade: Cascade) -> None:
     assert right >= 4, [r.text for r in results]
 
 
-async def test_cheap_tier_answers_an_easy_question(local_cascade: Cascade) -> None:
+async def test_cheap_tier_answers_an_easy_question(local_cascade: Cascade, variant: Callable[..., Cascade]) -> None:
     cascade = variant(local_cascade, threshold=0.6)
     r = await cascade.generate("What is the capital of France?")
     check_trace(r, cascade)
@@ -61,7 +61,7 @@ async def test_cheap_tier_answers_an_easy_question(local_cascade: Cascade) -> No
     assert "paris" in r.text.lower()
 
 
-async def test_open_ended_disagreement_escalates(local_cascade: Cascade) -> None:
+async def test_open_ended_disagreement_escalates(local_cascade: Cascade, variant: Callable[..., Cascade]) -> None:
     cascade = variant(local_cascade, threshold=0.97, temperature=1.2, max_tokens=48)
     r = await cascade.generate("Invent a name for a new fantasy creature and describe it in one sentence.")
     check_trace(r, cascade)

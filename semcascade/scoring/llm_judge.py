@@ -42,11 +42,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SYSTEM_PROMPT = "Reply with one word: yes, no, or maybe."
 #: fields: {question}, {premise} (answer A), {hypothesis} (answer B); write literal braces as {{ }}
+#: Chosen on hand-made pairs with qwen2.5-coder-1.5b: 12/12 same-vs-contradicting answer
+#: pairs separated at 0.5 (min of both directions), against 11/12 for two other phrasings.
 DEFAULT_PROMPT_TEMPLATE = (
-    "Question: {question}\n"
-    "Answer A: {premise}\n"
-    "Answer B: {hypothesis}\n"
-    "If Answer A is right, is Answer B also right? Reply yes, no, or maybe."
+    'Premise: The answer to "{question}" is: {premise}\n'
+    'Hypothesis: The answer to "{question}" is: {hypothesis}\n'
+    "Does the premise entail the hypothesis?"
 )
 
 _VERDICTS = ("yes", "no", "maybe")

@@ -27,8 +27,8 @@ def completion(top: Mapping[str, float], *, chosen: str | None = None) -> Comple
 
 def premise_hypothesis(request: CompletionRequest) -> tuple[str, str]:
     user = str(request.messages[-1]["content"])
-    a = re.search(r"Answer A: (.*)", user)
-    b = re.search(r"Answer B: (.*)", user)
+    a = re.search(r"Premise: The answer to .* is: (.*)", user)
+    b = re.search(r"Hypothesis: The answer to .* is: (.*)", user)
     assert a and b
     return a.group(1), b.group(1)
 
@@ -91,9 +91,10 @@ async def test_request_parameters_and_prompt() -> None:
     assert req.api_base == "http://127.0.0.1:9/v1" and req.api_key == "sk-secret-123"
     assert req.timeout == 60.0
     user = str(req.messages[-1]["content"])
-    assert f"Question: {Q}" in user
+    assert f"The answer to \"{Q}\" is: " in user
     assert premise_hypothesis(req) == ("Paris", "It is Paris")
-    assert "yes" in user.lower() and "no" in user.lower() and "maybe" in user.lower()
+    system = str(req.messages[0]["content"]).lower()
+    assert "yes" in system and "no" in system and "maybe" in system
     assert req.messages[0]["role"] == "system"
     assert {premise_hypothesis(r) for r in provider.calls} == {("Paris", "It is Paris"), ("It is Paris", "Paris")}
 

@@ -8,6 +8,7 @@ name in a registry so configs and tests can swap them without if/elif chains.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -175,7 +176,8 @@ def _prepare_litellm_env() -> None:
 class LiteLLMProvider:
     """Real provider: ``litellm.acompletion`` for any litellm model string."""
 
-    def __init__(self) -> None:
+    def __init__(self, connection_retries: int = 2) -> None:
+        self.connection_retries = connection_retries
         _prepare_litellm_env()
         import litellm
 
@@ -208,10 +210,21 @@ class LiteLLMProvider:
             if request.top_logprobs:
                 kwargs["top_logprobs"] = request.top_logprobs
         kwargs.update(request.extra)
-        try:
-            response = await litellm.acompletion(**kwargs)
-        except Exception as exc:  # mapped to the typed hierarchy below
-            raise _map_litellm_error(exc, request) from None
+        import litellm.exceptions as lx
+
+        for attempt in range(self.connection_retries + 1):
+            try:
+                response = await litellm.acompletion(**kwargs)
+                break
+            except (lx.APIConnectionError, lx.InternalServerError) as exc:
+                # A pooled keep-alive connection closed by the server just as it was
+                # reused fails before the request is processed: retrying on a fresh
+                # connection is safe. (Rate limits and 5xx are not retried here.)
+                if attempt == self.connection_retries or not _is_connection_drop(exc):
+                    raise _map_litellm_error(exc, request) from None
+                await asyncio.sleep(0.05 * (2**attempt))
+            except Exception as exc:  # mapped to the typed hierarchy below
+                raise _map_litellm_error(exc, request) from None
         return _parse_response(response, request)
 
 
@@ -258,6 +271,21 @@ def _map_litellm_error(exc: Exception, request: CompletionRequest) -> ProviderEr
             f"cannot reach the provider: {first}; check 'api_base' and the network", model=model, tier=tier
         )
     return ProviderError(f"{type(exc).__name__}: {first}", model=model, tier=tier)
+
+
+def _is_connection_drop(exc: BaseException) -> bool:
+    """True when the chain shows the connection failed (litellm wraps it as a 500)."""
+    seen: set[int] = set()
+    x: BaseException | None = exc
+    while x is not None and id(x) not in seen:
+        seen.add(id(x))
+        name = type(x).__name__
+        if name in ("ServerDisconnectedError", "ReadError", "RemoteProtocolError", "ConnectError") or (
+            "Connection error" in str(x) or "Server disconnected" in str(x)
+        ):
+            return True
+        x = x.__cause__ or x.__context__
+    return False
 
 
 def _redact(text: str, key: str | None) -> str:

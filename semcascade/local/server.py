@@ -77,6 +77,9 @@ def server_args(binary: Path, config: LocalServerConfig, folder: Path, port: int
         "-np", str(config.parallel),
         "--host", config.host,
         "--port", str(port),
+        # The router holds an HTTP thread per proxied request: leave room for
+        # every tier's k samples and the judge's calls in flight at once.
+        "--threads-http", str(max(32, 4 * config.parallel * config.models_max)),
         *_EXTRA_FLAGS,
     ]  # fmt: skip
 

@@ -271,7 +271,7 @@ def test_command_line_is_router_mode_with_config_values(fake: Path) -> None:
     args = server_args(fake, cfg(threads=3, parallel=4, ctx_size=4096, models_max=2), Path("/m"), 8123)
     assert args == [
         str(fake), "--models-dir", "/m", "--models-max", "2", "-t", "3", "-c", "4096", "-np", "4",
-        "--host", "127.0.0.1", "--port", "8123", "--no-webui",
+        "--host", "127.0.0.1", "--port", "8123", "--threads-http", "32", "--no-webui",
     ]  # fmt: skip
 
 

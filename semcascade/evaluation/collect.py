@@ -1,0 +1,190 @@
+"""Collect every tier's outputs once per example, then score agreement under every signal.
+
+Model calls go through the cascade's provider (wrap it in a
+:class:`~semcascade.response_cache.CachingProvider` so reruns are free); the
+recorded latency of a cached call is replayed, so reruns report the same
+timings as the run that paid for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from semcascade.aggregation import consensus, pair_indices
+from semcascade.cascade import Cascade
+from semcascade.config import EquivalenceConfig
+from semcascade.costs import tier_cost
+from semcascade.evaluation.replay import ExampleRecord, TierRecord
+from semcascade.providers import Completion, CompletionRequest, Provider
+from semcascade.response_cache import CachingProvider
+from semcascade.sampling import TierSamples, sample_tier
+from semcascade.scoring.base import AgreementScorer, PairJudgement
+
+__all__ = ["SignalSpec", "collect", "score_signals"]
+
+Messages = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """A deferral signal: an agreement scorer, a combination of them, or a non-agreement baseline.
+
+    ``kind``: ``"scorer"`` (uses ``scorer``), ``"mean"`` (mean of the named
+    ``parts``), ``"logprob"`` (geometric-mean token probability of the samples),
+    ``"random"`` (uniform noise: the no-information baseline).
+    """
+
+    name: str
+    kind: str
+    scorer: AgreementScorer | None = None
+    parts: tuple[str, ...] = ()
+
+
+_CALL_LATENCIES: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("call_latencies", default=None)
+
+
+class _LatencyRecorder:
+    """Provider wrapper that notes each call's latency, replaying the recorded one for cached calls."""
+
+    def __init__(self, inner: Provider) -> None:
+        self.inner = inner
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        sink = _CALL_LATENCIES.get()
+        if isinstance(self.inner, CachingProvider):
+            info = await self.inner.complete_with_info(request)
+            if sink is not None:
+                sink.append(info.latency_s)
+            return info.completion
+        t0 = time.perf_counter()
+        out = await self.inner.complete(request)
+        if sink is not None:
+            sink.append(time.perf_counter() - t0)
+        return out
+
+
+async def _timed_sample(tier: Any, messages: Messages, provider: Provider, **kw: Any) -> tuple[TierSamples, float]:
+    """Sample a tier; its latency is the slowest of its (concurrent) calls, as originally paid."""
+    sink: list[float] = []
+    token = _CALL_LATENCIES.set(sink)
+    try:
+        drawn = await sample_tier(tier, messages, provider, **kw)
+    finally:
+        _CALL_LATENCIES.reset(token)
+    return drawn, max(sink, default=0.0)
+
+
+async def _collect_one(cascade: Cascade, messages: Messages, *, greedy: bool) -> list[TierRecord]:
+    records = []
+    provider = _LatencyRecorder(cascade.provider)
+    for tier in cascade.tiers:
+        cfg = tier.config
+        drawn, lat = await _timed_sample(tier, messages, provider)
+        cost = sum(tier_cost(cfg, m, p, c) for m, (p, c) in drawn.usage.items())
+        rec = TierRecord(
+            samples=[s.text for s in drawn.samples] or [""],
+            mean_logprobs=[s.mean_logprob for s in drawn.samples] or [None],
+            cost=cost,
+            latency_s=lat,
+            prompt_tokens=drawn.prompt_tokens,
+            completion_tokens=drawn.completion_tokens,
+        )
+        if greedy and (cfg.k > 1 or cfg.temperature > 0):
+            g, rec.greedy_latency_s = await _timed_sample(tier, messages, provider, k=1, temperature=0.0)
+            rec.greedy = g.samples[0].text if g.samples else ""
+            rec.greedy_cost = sum(tier_cost(cfg, m, p, c) for m, (p, c) in g.usage.items())
+        else:  # the tier already is greedy with one sample
+            rec.greedy, rec.greedy_latency_s, rec.greedy_cost = rec.samples[0], rec.latency_s, rec.cost
+        records.append(rec)
+    return records
+
+
+async def collect(
+    cascade: Cascade,
+    examples: Sequence[Any],
+    messages_for: Callable[[Any], Messages],
+    *,
+    greedy: bool = True,
+    concurrency: int = 1,
+    progress: bool = True,
+) -> list[ExampleRecord]:
+    """Run every tier of ``cascade`` on every example (k samples, plus a greedy answer).
+
+    ``concurrency`` examples run at once (1 gives undisturbed latencies).
+    """
+    sem = asyncio.Semaphore(concurrency)
+    bar = tqdm(total=len(examples), desc="collecting tier outputs", unit="ex", disable=not progress)
+
+    async def one(ex: Any) -> ExampleRecord:
+        async with sem:
+            tiers = await _collect_one(cascade, messages_for(ex), greedy=greedy)
+            bar.update(1)
+            return ExampleRecord(id=str(ex.id), tiers=tiers)
+
+    try:
+        return list(await asyncio.gather(*(one(ex) for ex in examples)))
+    finally:
+        bar.close()
+
+
+async def _scorer_signal(
+    scorer: AgreementScorer, name: str, question: str, t: TierRecord, rule: EquivalenceConfig
+) -> None:
+    n = len(t.samples)
+    if n < 2:
+        t.scores[name] = None
+        t.consensus[name] = 0
+        t.scoring_s[name] = 0.0
+        return
+    t0 = time.perf_counter()
+    js: list[PairJudgement] = await scorer.judge(question, [(t.samples[a], t.samples[b]) for a, b in pair_indices(n)])
+    cons = consensus(n, js, rule)
+    t.scoring_s[name] = time.perf_counter() - t0
+    t.scores[name] = cons.score
+    t.consensus[name] = cons.representative
+
+
+async def score_signals(
+    records: Sequence[ExampleRecord],
+    questions: Mapping[str, str],
+    signals: Sequence[SignalSpec],
+    rule: EquivalenceConfig,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> None:
+    """Fill every tier record's ``scores``/``consensus``/``scoring_s`` for each signal."""
+    rng = random.Random(seed)
+    for spec in signals:
+        for rec in tqdm(records, desc=f"signal: {spec.name}", unit="ex", disable=not progress):
+            for t in rec.tiers:
+                if spec.kind == "scorer":
+                    assert spec.scorer is not None
+                    await _scorer_signal(spec.scorer, spec.name, questions[rec.id], t, rule)
+                elif spec.kind == "mean":
+                    parts = [t.scores.get(p) for p in spec.parts]
+                    t.scores[spec.name] = None if any(p is None for p in parts) else sum(parts) / len(parts)  # type: ignore[arg-type,misc]
+                    t.consensus[spec.name] = t.consensus.get(spec.parts[0], 0)
+                    t.scoring_s[spec.name] = sum(t.scoring_s.get(p, 0.0) for p in spec.parts)
+                elif spec.kind == "logprob":
+                    lps = [x for x in t.mean_logprobs if x is not None]
+                    t.scores[spec.name] = math.exp(sum(lps) / len(lps)) if lps and len(t.samples) > 1 else None
+                    # answer: the most probable sample
+                    best = max(range(len(t.samples)), key=lambda i: t.mean_logprobs[i] or -math.inf)
+                    t.consensus[spec.name] = best
+                    t.scoring_s[spec.name] = 0.0
+                elif spec.kind == "random":
+                    t.scores[spec.name] = rng.random() if len(t.samples) > 1 else None
+                    t.consensus[spec.name] = 0
+                    t.scoring_s[spec.name] = 0.0
+                else:
+                    raise ValueError(f"unknown signal kind {spec.kind!r}")

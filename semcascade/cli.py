@@ -76,6 +76,33 @@ def _cmd_local_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from semcascade.evaluation.harness import run_eval_sync
+
+    out = args.out or f"eval/results/{args.dataset}"
+    command = "semcascade " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("semcascade") else None
+    report = run_eval_sync(
+        args.config,
+        dataset=args.dataset,
+        n=args.n,
+        seed=args.seed,
+        out_dir=out,
+        signals=tuple(x.strip() for x in args.signals.split(",")) if args.signals else _all_signals(),
+        cache_path=args.cache,
+        concurrency=args.concurrency,
+        command=command,
+    )
+    print(report.markdown())
+    print(f"wrote {out}/report.md, summary.csv, examples.jsonl, report.json and plots", file=sys.stderr)
+    return 0
+
+
+def _all_signals() -> tuple[str, ...]:
+    from semcascade.evaluation.harness import ALL_SIGNALS
+
+    return ALL_SIGNALS
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from semcascade.demo import run_demo
 
@@ -118,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     config_arg(d)
     d.add_argument("--question", action="append", help="a question to ask (repeatable; default: built-in set)")
     d.set_defaults(func=_cmd_demo)
+
+    ev = sub.add_parser("eval", help="measure quality, cost, latency and deferral against every baseline")
+    config_arg(ev)
+    ev.add_argument("--dataset", default="nq", help="nq, trivia, halueval_qa, cnn_dailymail, translation")
+    ev.add_argument("--n", type=int, default=100, help="number of examples (seeded subset)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--out", default=None, help="output folder (default: eval/results/DATASET)")
+    ev.add_argument("--signals", default=None, help="comma-separated deferral signals (default: all)")
+    ev.add_argument("--cache", default=None, help="response cache file (default: ~/.cache/semcascade/responses.sqlite)")
+    ev.add_argument("--concurrency", type=int, default=1, help="examples in flight (1 keeps latencies clean)")
+    ev.set_defaults(func=_cmd_eval)
 
     local = sub.add_parser("local", help="the embedded local models and llama-server")
     lsub = local.add_subparsers(dest="local_command", required=True)

@@ -47,6 +47,8 @@ class SignalSpec:
     kind: str
     scorer: AgreementScorer | None = None
     parts: tuple[str, ...] = ()
+    #: cumulative money the scorer has spent (an LLM judge's calls), read before and after each example
+    cost_meter: Callable[[], float] | None = None
 
 
 _CALL_LATENCIES: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("call_latencies", default=None)
@@ -136,19 +138,23 @@ async def collect(
         bar.close()
 
 
-async def _scorer_signal(
-    scorer: AgreementScorer, name: str, question: str, t: TierRecord, rule: EquivalenceConfig
-) -> None:
+async def _scorer_signal(spec: SignalSpec, question: str, t: TierRecord, rule: EquivalenceConfig) -> None:
+    scorer, name = spec.scorer, spec.name
+    assert scorer is not None
     n = len(t.samples)
+    t.scoring_cost[name] = 0.0
     if n < 2:
         t.scores[name] = None
         t.consensus[name] = 0
         t.scoring_s[name] = 0.0
         return
+    spent = spec.cost_meter() if spec.cost_meter else 0.0
     t0 = time.perf_counter()
     js: list[PairJudgement] = await scorer.judge(question, [(t.samples[a], t.samples[b]) for a, b in pair_indices(n)])
     cons = consensus(n, js, rule)
     t.scoring_s[name] = time.perf_counter() - t0
+    if spec.cost_meter:
+        t.scoring_cost[name] = spec.cost_meter() - spent
     t.scores[name] = cons.score
     t.consensus[name] = cons.representative
 
@@ -168,13 +174,13 @@ async def score_signals(
         for rec in tqdm(records, desc=f"signal: {spec.name}", unit="ex", disable=not progress):
             for t in rec.tiers:
                 if spec.kind == "scorer":
-                    assert spec.scorer is not None
-                    await _scorer_signal(spec.scorer, spec.name, questions[rec.id], t, rule)
+                    await _scorer_signal(spec, questions[rec.id], t, rule)
                 elif spec.kind == "mean":
-                    parts = [t.scores.get(p) for p in spec.parts]
-                    t.scores[spec.name] = None if any(p is None for p in parts) else sum(parts) / len(parts)  # type: ignore[arg-type,misc]
+                    parts = [x for p in spec.parts if (x := t.scores.get(p)) is not None]
+                    t.scores[spec.name] = sum(parts) / len(parts) if len(parts) == len(spec.parts) else None
                     t.consensus[spec.name] = t.consensus.get(spec.parts[0], 0)
                     t.scoring_s[spec.name] = sum(t.scoring_s.get(p, 0.0) for p in spec.parts)
+                    t.scoring_cost[spec.name] = sum(t.scoring_cost.get(p, 0.0) for p in spec.parts)
                 elif spec.kind == "logprob":
                     lps = [x for x in t.mean_logprobs if x is not None]
                     t.scores[spec.name] = math.exp(sum(lps) / len(lps)) if lps and len(t.samples) > 1 else None

@@ -184,8 +184,8 @@ def sweep(records: Sequence[ExampleRecord], signal: str, points: int = 41) -> li
     n_tiers = len(records[0].tiers)
     curve = []
     for th in grid:
-        s = summarize(cascade_outcomes(records, signal, [th] * (n_tiers - 1)), n_tiers)
-        curve.append(CurvePoint(th, s.quality, s.cost, s.latency_mean, s.deferral[0] if s.deferral else 0.0))
+        sm = summarize(cascade_outcomes(records, signal, [th] * (n_tiers - 1)), n_tiers)
+        curve.append(CurvePoint(th, sm.quality, sm.cost, sm.latency_mean, sm.deferral[0] if sm.deferral else 0.0))
     return curve
 
 

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from semcascade.evaluation.metrics import auroc
+from semcascade.evaluation.metrics import auroc, average_precision
 
 
 def brute(scores: list[float], labels: list[bool]) -> float:
@@ -42,3 +42,23 @@ def test_matches_brute_force() -> None:
 def test_length_mismatch() -> None:
     with pytest.raises(ValueError):
         auroc([0.1], [True, False])
+
+
+def test_average_precision_hand_computed() -> None:
+    # ranking: T F T F -> precision at the two positives: 1/1 and 2/3
+    assert average_precision([0.9, 0.8, 0.7, 0.1], [True, False, True, False]) == pytest.approx((1 + 2 / 3) / 2)
+    assert average_precision([0.9, 0.8], [True, True]) == 1.0
+    assert average_precision([0.5, 0.5], [True, False]) == pytest.approx(0.5)  # a tied block
+    assert average_precision([0.1, 0.2], [False, False]) is None
+
+
+def test_average_precision_matches_sklearn() -> None:
+    from sklearn.metrics import average_precision_score
+
+    rng = random.Random(5)
+    for _ in range(20):
+        scores = [rng.random() for _ in range(25)]
+        labels = [rng.random() < 0.4 for _ in range(25)]
+        if not any(labels):
+            continue
+        assert average_precision(scores, labels) == pytest.approx(average_precision_score(labels, scores))

@@ -1,0 +1,467 @@
+"""The evaluation harness: is a cascade configuration worth it on real data?
+
+One run collects every tier's outputs once (through the on-disk response
+cache), scores agreement under every deferral signal, and replays, on the
+same records: each tier alone (greedy, and best-of-k by agreement), the
+cascade under each signal at the shipped operating point and over a
+threshold sweep, random deferral at the same rate, and the oracle.
+
+    report = run_eval_sync("configs/local.yaml", dataset="nq", n=500, out_dir="eval/results/nq")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semcascade.cascade import Cascade
+from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
+from semcascade.costs import tier_cost
+from semcascade.errors import ConfigError
+from semcascade.evaluation.collect import SignalSpec, collect, score_signals
+from semcascade.evaluation.datasets import Example, load_dataset
+from semcascade.evaluation.metrics import auroc, average_precision
+from semcascade.evaluation.plots import plot_deferral, plot_frontier, plot_reliability
+from semcascade.evaluation.prompts import get_template
+from semcascade.evaluation.quality import get_task_metrics
+from semcascade.evaluation.replay import (
+    CurvePoint,
+    ExampleRecord,
+    Outcome,
+    cascade_outcomes,
+    oracle_outcomes,
+    random_curve,
+    summarize,
+    sweep,
+    tier_alone,
+)
+from semcascade.local.paths import cache_dir
+from semcascade.providers import Completion, CompletionRequest, LiteLLMProvider, Provider
+from semcascade.response_cache import CachingProvider, ResponseCache
+from semcascade.scoring._registry import create_scorer
+from semcascade.scoring.cache import CachedScorer
+
+__all__ = ["ALL_SIGNALS", "EvalReport", "SystemRow", "run_eval", "run_eval_sync"]
+
+#: Deferral signals compared by default (names used in reports).
+ALL_SIGNALS = ("embedding", "lexical", "nli", "nli+embedding", "logprob", "random")
+#: config scorer name -> signal name
+_SCORER_SIGNAL = {"embedding": "embedding", "lexical": "lexical", "llm_judge": "nli", "cross_encoder": "nli"}
+
+
+@dataclass
+class SystemRow:
+    system: str
+    quality: float
+    cost: float
+    cost_vs_strong: float
+    latency_mean_s: float
+    latency_p50_s: float
+    latency_p95_s: float
+    latency_vs_strong: float
+    deferral: list[float]
+    threshold: float | None = None
+
+
+@dataclass
+class EvalReport:
+    dataset: str
+    task: str
+    n: int
+    seed: int
+    config: str
+    quality_metric: str
+    shipped_signal: str
+    systems: list[SystemRow]
+    signal_quality: dict[str, dict[str, float | None]]
+    corpus_metrics: dict[str, dict[str, float]]
+    curves: dict[str, list[CurvePoint]] = field(default_factory=dict)
+    out_dir: str | None = None
+    command: str | None = None
+    cache_stats: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def row(self, system: str) -> SystemRow:
+        for r in self.systems:
+            if r.system == system:
+                return r
+        raise KeyError(system)
+
+    def to_dataframe(self) -> Any:
+        """The systems table as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame([asdict(r) for r in self.systems])
+
+    def markdown(self) -> str:
+        return render_markdown(self)
+
+
+def _task_config(cfg: CascadeConfig, task: str) -> CascadeConfig:
+    """The config with every tier's generation settings fitted to the task's prompt template."""
+    tpl = get_template(task)
+    tiers = [t.model_copy(update={"max_tokens": tpl.max_tokens, "stop": list(tpl.stop) or None}) for t in cfg.tiers]
+    return cfg.model_copy(update={"tiers": tiers, "system_prompt": None})
+
+
+def _judge_model(cfg: CascadeConfig) -> str:
+    """The NLI judge: the config's llm_judge model, else the strongest tier's first model."""
+    if cfg.scorer.name == "llm_judge" and isinstance(cfg.scorer.options.get("model"), str):
+        return str(cfg.scorer.options["model"])
+    return cfg.tiers[-1].model_list[0]
+
+
+class _MeteredProvider:
+    """Counts what a scorer's calls cost, at the prices of the tier that owns the judge model."""
+
+    def __init__(self, inner: Provider, tier: TierConfig) -> None:
+        self.inner, self.tier, self.spent = inner, tier, 0.0
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        out = await self.inner.complete(request)
+        self.spent += tier_cost(self.tier, request.model, out.prompt_tokens, out.completion_tokens)
+        return out
+
+
+def _build_signals(cascade: Cascade, names: Sequence[str], provider: Provider) -> list[SignalSpec]:
+    specs: list[SignalSpec] = []
+    wanted = set(names)
+    if "nli+embedding" in wanted:
+        wanted |= {"nli", "embedding"}
+    if "embedding" in wanted:
+        specs.append(SignalSpec("embedding", "scorer", CachedScorer(create_scorer("embedding"))))
+    if "lexical" in wanted:
+        specs.append(SignalSpec("lexical", "scorer", CachedScorer(create_scorer("lexical"))))
+    if "nli" in wanted:
+        model = _judge_model(cascade.config)
+        if model.startswith(LOCAL_PREFIX):
+            resolved = cascade._resolve_model(model, None)
+            kw: dict[str, Any] = {"model": resolved.litellm_model, "api_base": resolved.api_base, "api_key": "local"}
+        else:
+            kw = {"model": model}
+        owner = next((t for t in cascade.config.tiers if model in t.model_list), cascade.config.tiers[-1])
+        metered = _MeteredProvider(provider, owner)
+        judge = CachedScorer(create_scorer("llm_judge", provider=metered, **kw))
+        specs.append(SignalSpec("nli", "scorer", judge, cost_meter=lambda: metered.spent))
+    if "nli+embedding" in wanted:
+        specs.append(SignalSpec("nli+embedding", "mean", parts=("nli", "embedding")))
+    if "logprob" in wanted:
+        specs.append(SignalSpec("logprob", "logprob"))
+    if "random" in wanted:
+        specs.append(SignalSpec("random", "random"))
+    return specs
+
+
+def _threshold_at_rate(records: Sequence[ExampleRecord], signal: str, rate: float) -> float:
+    """The first-tier threshold at which ``signal`` escalates a share ``rate`` of requests."""
+    scores = np.array([s for r in records if (s := r.tiers[0].scores.get(signal)) is not None], dtype=float)
+    if len(scores) == 0 or rate <= 0:
+        return 0.0
+    if rate >= 1:
+        return 1.0 + 1e-9
+    return float(np.quantile(scores, rate, method="higher"))
+
+
+def _row(name: str, outs: list[Outcome], n_tiers: int, base: Any, threshold: float | None = None) -> SystemRow:
+    s = summarize(outs, n_tiers)
+    return SystemRow(
+        system=name,
+        quality=s.quality,
+        cost=s.cost,
+        cost_vs_strong=s.cost / base.cost if base.cost else float("nan"),
+        latency_mean_s=s.latency_mean,
+        latency_p50_s=s.latency_p50,
+        latency_p95_s=s.latency_p95,
+        latency_vs_strong=s.latency_mean / base.latency_mean if base.latency_mean else float("nan"),
+        deferral=s.deferral,
+        threshold=threshold,
+    )
+
+
+async def run_eval(
+    config: str | os.PathLike[str] | CascadeConfig | None = None,
+    *,
+    dataset: str = "nq",
+    n: int = 100,
+    seed: int = 0,
+    out_dir: str | os.PathLike[str] | None = None,
+    signals: Sequence[str] = ALL_SIGNALS,
+    cache_path: str | os.PathLike[str] | None = None,
+    concurrency: int = 1,
+    progress: bool = True,
+    cascade: Cascade | None = None,
+    provider: Provider | None = None,
+    command: str | None = None,
+) -> EvalReport:
+    """Evaluate ``config`` on ``n`` examples of ``dataset``; write reports to ``out_dir`` if given.
+
+    Every model call goes through the SQLite response cache at ``cache_path``,
+    so a rerun, a wider sweep or a resumed interrupted run pays only for calls
+    it has not made before. ``provider`` replaces the real litellm provider
+    (tests); ``cascade`` shares an already-started cascade's local server.
+    """
+    started = time.perf_counter()
+    unknown = sorted(set(signals) - set(ALL_SIGNALS))
+    if unknown or not signals:
+        raise ConfigError(f"unknown deferral signal(s) {unknown}; choose from {', '.join(ALL_SIGNALS)}")
+    if n < 1:
+        raise ConfigError(f"n must be at least 1, got {n}")
+    examples: list[Example] = load_dataset(dataset, n, seed)
+    task = examples[0].task
+    template = get_template(task)
+    metrics = get_task_metrics(task)
+    base_cfg = load_config(config) if cascade is None else cascade.config
+    cfg = _task_config(base_cfg, task)
+    cache = ResponseCache(cache_path or cache_dir() / "responses.sqlite")
+    provider = CachingProvider(provider or LiteLLMProvider(), cache)
+    server = cascade._server if cascade is not None else None
+    own = Cascade(cfg, provider=provider, local_server=server)
+    if cascade is not None:
+        own._local_base = cascade._local_base
+    try:
+        await asyncio.to_thread(own.prepare)
+        records = await collect(own, examples, template.render, concurrency=concurrency, progress=progress)
+        by_id = {str(e.id): e for e in examples}
+        for rec in records:
+            refs = by_id[rec.id].references
+            for t in rec.tiers:
+                t.sample_quality = [metrics.score(s, refs) for s in t.samples]
+                t.greedy_quality = metrics.score(t.greedy or "", refs)
+        questions = {str(e.id): e.input if task != "summarization" else "Summarize the article." for e in examples}
+        specs = _build_signals(own, signals, provider)
+        await score_signals(records, questions, specs, cfg.equivalence, seed=seed, progress=progress)
+    finally:
+        if cascade is None:
+            await asyncio.to_thread(own.close)
+    report = build_report(records, examples, cfg, dataset=dataset, seed=seed, signals=[s.name for s in specs])
+    report.config = (
+        str(config) if config is not None and not isinstance(config, CascadeConfig) else "configs/local.yaml"
+    )
+    report.command = command
+    report.cache_stats = asdict(provider.stats)
+    report.elapsed_s = time.perf_counter() - started
+    if out_dir is not None:
+        write_outputs(report, records, examples, Path(out_dir))
+    return report
+
+
+def run_eval_sync(config: str | os.PathLike[str] | CascadeConfig | None = None, **kwargs: Any) -> EvalReport:
+    """Blocking twin of :func:`run_eval`."""
+    return asyncio.run(run_eval(config, **kwargs))
+
+
+def build_report(
+    records: Sequence[ExampleRecord],
+    examples: Sequence[Example],
+    cfg: CascadeConfig,
+    *,
+    dataset: str,
+    seed: int,
+    signals: Sequence[str],
+) -> EvalReport:
+    task = examples[0].task
+    metrics = get_task_metrics(task)
+    n_tiers = len(cfg.tiers)
+    names = [t.name for t in cfg.tiers]
+    shipped = _SCORER_SIGNAL.get(cfg.scorer.name, signals[0])
+    if shipped not in signals:
+        shipped = signals[0]
+    base = summarize(tier_alone(records, n_tiers - 1, mode="greedy"), n_tiers)
+    rows: list[SystemRow] = []
+    for i, name in enumerate(names):
+        rows.append(_row(f"{name} alone (greedy)", tier_alone(records, i, mode="greedy"), n_tiers, base))
+        if cfg.tiers[i].k > 1:
+            outs = tier_alone(records, i, mode="consensus", signal=shipped)
+            rows.append(_row(f"{name} alone (best-of-{cfg.tiers[i].k}, {shipped})", outs, n_tiers, base))
+    shipped_th = [t.threshold for t in cfg.tiers[:-1]]
+    shipped_outs = cascade_outcomes(records, shipped, shipped_th)
+    rows.append(
+        _row(
+            f"cascade: {shipped} (shipped thresholds)",
+            shipped_outs,
+            n_tiers,
+            base,
+            shipped_th[0] if shipped_th else None,
+        )
+    )
+    rate = summarize(shipped_outs, n_tiers).deferral
+    first_rate = rate[0] if rate else 0.0
+    for sig in signals:
+        if sig in (shipped, "random"):
+            continue
+        th = _threshold_at_rate(records, sig, first_rate)
+        outs = cascade_outcomes(records, sig, [th] * (n_tiers - 1))
+        rows.append(_row(f"cascade: {sig} (same deferral rate)", outs, n_tiers, base, th))
+    if "random" in signals and n_tiers >= 2:
+        th = _threshold_at_rate(records, "random", first_rate)
+        outs = cascade_outcomes(records, "random", [th] * (n_tiers - 1))
+        rows.append(_row("cascade: random deferral (same rate)", outs, n_tiers, base, th))
+    rows.append(_row(f"oracle deferral ({names[0]} -> {names[-1]})", oracle_outcomes(records, shipped), n_tiers, base))
+
+    # How well each signal predicts that the first tier's consensus answer is right.
+    signal_quality: dict[str, dict[str, float | None]] = {}
+    for sig in signals:
+        xs, ys = [], []
+        for r in records:
+            t = r.tiers[0]
+            s = t.scores.get(sig)
+            if s is None:
+                continue
+            q = t.sample_quality[t.consensus.get(sig, 0)]
+            label = q >= 0.5 if task in ("qa", "rc") else q >= (r.tiers[-1].greedy_quality or 0.0)
+            xs.append(s)
+            ys.append(bool(label))
+        signal_quality[sig] = {
+            "auroc": auroc(xs, ys),
+            "auprc": average_precision(xs, ys),
+            "positive_rate": float(np.mean(ys)) if ys else None,
+        }
+
+    corpus: dict[str, dict[str, float]] = {}
+    for system, outs in (
+        ("strong alone (greedy)", tier_alone(records, n_tiers - 1, mode="greedy")),
+        ("cascade (shipped)", shipped_outs),
+    ):
+        preds = [_text_of(r, o) for r, o in zip(records, outs, strict=True)]
+        corpus[system] = metrics.evaluate(preds, [e.references for e in examples])
+    curves = {sig: sweep(records, sig) for sig in signals if sig != "random"}
+    if n_tiers == 2 and "random" in signals:
+        curves["random"] = random_curve(records, shipped)
+    return EvalReport(
+        dataset=dataset,
+        task=task,
+        n=len(records),
+        seed=seed,
+        config="",
+        quality_metric=metrics.headline,
+        shipped_signal=shipped,
+        systems=rows,
+        signal_quality=signal_quality,
+        corpus_metrics=corpus,
+        curves=curves,
+    )
+
+
+def _text_of(rec: ExampleRecord, o: Outcome) -> str:
+    t = rec.tiers[o.tier]
+    if o.answer_index is None:
+        return t.greedy or ""
+    return t.samples[o.answer_index]
+
+
+def _f(x: float | None, fmt: str = ".3f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, fmt)
+
+
+def render_markdown(rep: EvalReport) -> str:
+    lines = [
+        f"# {rep.dataset}: {rep.n} examples (seed {rep.seed}), config `{rep.config}`",
+        "",
+        f"Quality metric: **{rep.quality_metric}**. Costs are the config's prices (nominal for local models); "
+        "ratios are against the strong tier alone (greedy) on the same examples.",
+    ]
+    if rep.command:
+        lines += ["", f"Command: `{rep.command}`"]
+    lines += [
+        "",
+        "| system | quality | cost / strong | mean latency s | p95 s | latency / strong | deferral | threshold |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rep.systems:
+        d = ", ".join(f"{x:.2f}" for x in r.deferral) or "-"
+        lines.append(
+            f"| {r.system} | {r.quality:.3f} | {_f(r.cost_vs_strong, '.2f')} | {r.latency_mean_s:.2f} | "
+            f"{r.latency_p95_s:.2f} | {_f(r.latency_vs_strong, '.2f')} | {d} | {_f(r.threshold)} |"
+        )
+    lines += ["", "Deferral signals: how well the first tier's agreement predicts that its answer is right.", ""]
+    lines += ["| signal | AUROC | AUPRC | share right |", "|---|---|---|---|"]
+    for sig, v in rep.signal_quality.items():
+        lines.append(f"| {sig} | {_f(v['auroc'])} | {_f(v['auprc'])} | {_f(v['positive_rate'])} |")
+    lines += ["", "Corpus metrics:", ""]
+    for label, m in rep.corpus_metrics.items():
+        lines.append(f"- {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+    if rep.cache_stats:
+        cs = rep.cache_stats
+        lines += ["", f"Response cache: {cs.get('paid_calls', 0)} paid calls, {cs.get('hits', 0)} hits."]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(rep: EvalReport, records: Sequence[ExampleRecord], examples: Sequence[Example], out: Path) -> None:
+    """Per-example JSONL, summary CSV, JSON, markdown report and PNG plots into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    by_id = {str(e.id): e for e in examples}
+    with (out / "examples.jsonl").open("w", encoding="utf-8") as f:
+        for rec in records:
+            ex = by_id[rec.id]
+            f.write(
+                json.dumps(
+                    {
+                        "id": rec.id,
+                        "input": ex.input[:500],
+                        "references": list(ex.references),
+                        "tiers": [
+                            {
+                                "samples": t.samples,
+                                "sample_quality": t.sample_quality,
+                                "greedy": t.greedy,
+                                "greedy_quality": t.greedy_quality,
+                                "scores": t.scores,
+                                "consensus": t.consensus,
+                                "cost": t.cost,
+                                "latency_s": t.latency_s,
+                                "scoring_s": t.scoring_s,
+                                "scoring_cost": t.scoring_cost,
+                                "prompt_tokens": t.prompt_tokens,
+                                "completion_tokens": t.completion_tokens,
+                            }
+                            for t in rec.tiers
+                        ],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+    with (out / "summary.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["system", "quality", "cost", "cost_vs_strong", "latency_mean_s", "latency_p50_s", "latency_p95_s",
+                    "latency_vs_strong", "deferral", "threshold"])  # fmt: skip
+        for r in rep.systems:
+            deferral = ";".join(f"{x:.4f}" for x in r.deferral)
+            w.writerow([r.system, r.quality, r.cost, r.cost_vs_strong, r.latency_mean_s, r.latency_p50_s,
+                        r.latency_p95_s, r.latency_vs_strong, deferral, r.threshold])  # fmt: skip
+    payload = asdict(rep)
+    payload["machine"] = platform.platform()
+    (out / "report.json").write_text(json.dumps(payload, indent=1, default=float))
+    (out / "report.md").write_text(rep.markdown() + _plot_links())
+    base = rep.systems[0]
+    strong = next(r for r in rep.systems if r.cost_vs_strong == 1.0 and "greedy" in r.system) if rep.systems else base
+    points = {r.system: (r.cost, r.quality) for r in rep.systems if "same deferral rate" not in r.system}
+    title = f"{rep.dataset} (n={rep.n})"
+    plot_frontier(out / "frontier.png", rep.curves, points, baseline_cost=strong.cost or 1.0, title=title,
+                  quality_label=rep.quality_metric)  # fmt: skip
+    plot_deferral(out / "deferral.png", {k: v for k, v in rep.curves.items() if k != "random"}, title=title)
+    scores = {
+        sig: [s for r in records if (s := r.tiers[0].scores.get(sig)) is not None]
+        for sig in rep.signal_quality
+        if sig != "random"
+    }
+    correct = [r.tiers[0].sample_quality[r.tiers[0].consensus.get(rep.shipped_signal, 0)] for r in records]
+    plot_reliability(out / "reliability.png", {rep.shipped_signal: scores.get(rep.shipped_signal, [])}, correct,
+                     title=f"{title}: reliability of {rep.shipped_signal} agreement")  # fmt: skip
+
+
+def _plot_links() -> str:
+    return (
+        "\n![cost-quality frontier](frontier.png)\n\n![deferral vs threshold](deferral.png)\n\n"
+        "![reliability](reliability.png)\n"
+    )

@@ -1,0 +1,72 @@
+"""The evaluation harness end to end on a MockProvider (real data loader, metrics, replay, outputs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from semcascade import ConfigError, MockProvider
+from semcascade.evaluation.harness import run_eval
+from semcascade.providers import Completion, CompletionRequest
+
+CFG = {
+    "tiers": [
+        {"name": "cheap", "model": "openai/cheap", "k": 4, "threshold": 0.9, "input_cost_per_token": 1e-7, "output_cost_per_token": 1e-7},
+        {"name": "strong", "model": "openai/strong", "k": 1, "temperature": 0.0, "input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6},
+    ],
+    "scorer": {"name": "lexical"},
+}
+
+
+def handler(req: CompletionRequest) -> Completion:
+    question = str(req.messages[-1]["content"])
+    # cheap tier: agrees (and is "right": echoes the question) on even-length questions, rambles otherwise
+    if req.model == "openai/cheap":
+        texts = [question] * req.n if len(question) % 2 == 0 else [f"noise {i} {question[:3]}" for i in range(req.n)]
+    else:
+        texts = [question]
+    return MockProvider.texts(req.model, texts, prompt_tokens=len(question.split()))
+
+
+async def test_harness_end_to_end(tmp_path: Path) -> None:
+    provider = MockProvider(handler)
+    out = tmp_path / "out"
+    rep = await run_eval(
+        CFG, dataset="nq", n=12, seed=1, out_dir=out, signals=("lexical", "logprob", "random"),
+        cache_path=tmp_path / "c.sqlite", provider=provider, progress=False,
+    )  # fmt: skip
+    assert rep.n == 12 and rep.task == "qa" and rep.quality_metric == "accuracy"
+    names = [r.system for r in rep.systems]
+    assert "strong alone (greedy)" in names and "cheap alone (greedy)" in names
+    assert any(n.startswith("cascade: lexical (shipped") for n in names)
+    assert any(n.startswith("oracle") for n in names)
+    strong = rep.row("strong alone (greedy)")
+    assert strong.cost_vs_strong == pytest.approx(1.0)
+    cascade = next(r for r in rep.systems if r.system.startswith("cascade: lexical"))
+    # the cascade escalates exactly the odd-length (disagreeing) questions
+    assert 0.0 < cascade.deferral[0] < 1.0
+    assert cascade.cost_vs_strong < 1.0 + cascade.deferral[0]
+    for f in ("examples.jsonl", "summary.csv", "report.md", "report.json", "frontier.png", "deferral.png", "reliability.png"):
+        assert (out / f).stat().st_size > 0, f
+    rows = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and len(rows[0]["tiers"]) == 2 and len(rows[0]["tiers"][0]["samples"]) == 4
+    assert "| system | quality |" in (out / "report.md").read_text()
+
+    # a rerun is served from the response cache: no new provider calls
+    calls = len(provider.calls)
+    rep2 = await run_eval(
+        CFG, dataset="nq", n=12, seed=1, signals=("lexical",), cache_path=tmp_path / "c.sqlite",
+        provider=provider, progress=False,
+    )  # fmt: skip
+    assert len(provider.calls) == calls
+    assert rep2.cache_stats["paid_calls"] == 0 and rep2.cache_stats["hits"] > 0
+    assert rep2.row("strong alone (greedy)").quality == strong.quality
+
+
+async def test_bad_arguments_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown deferral signal"):
+        await run_eval(CFG, dataset="nq", n=2, signals=("vibes",), cache_path=tmp_path / "c.sqlite", provider=MockProvider(handler))
+    with pytest.raises(ConfigError, match="n must be at least 1"):
+        await run_eval(CFG, dataset="nq", n=0, cache_path=tmp_path / "c.sqlite", provider=MockProvider(handler))

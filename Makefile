@@ -28,6 +28,7 @@ $(STAMP): pyproject.toml requirements-local.txt
 # One-time, cached in ~/.cache/semcascade: compile llama-server, assemble models.
 prepare: setup
 	$(BIN)/semcascade local prepare
+	$(BIN)/python -c "from semcascade.evaluation.datasets import ensure_evals_wheel; ensure_evals_wheel()"
 
 demo: prepare
 	$(BIN)/semcascade demo

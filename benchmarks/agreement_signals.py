@@ -37,10 +37,14 @@ from semcascade import Cascade, create_scorer, load_config
 from semcascade.aggregation import consensus, pair_indices
 from semcascade.config import CascadeConfig
 from semcascade.demo import strong_only_config
+from semcascade.evaluation.collect import LatencyRecorder, timed_sample
 from semcascade.evaluation.datasets import QAExample, load_open_qa
 from semcascade.evaluation.metrics import auroc
-from semcascade.sampling import sample_tier
+from semcascade.local.paths import cache_dir
+from semcascade.providers import LiteLLMProvider
+from semcascade.response_cache import CachingProvider, ResponseCache
 from semcascade.scoring.base import AgreementScorer
+from semcascade.scoring.cache import CachedScorer
 from semcascade.text import contains_answer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,9 +88,8 @@ async def sample_all(cascade: Cascade, data: list[QAExample]) -> list[Row]:
     rows = []
     for ex in tqdm(data, desc=f"sampling {tier.config.name} k={tier.config.k}", unit="q"):
         messages = [{"role": "system", "content": QA_SYSTEM}, {"role": "user", "content": ex.question}]
-        t0 = time.perf_counter()
-        drawn = await sample_tier(tier, messages, cascade.provider)
-        gen_s = time.perf_counter() - t0
+        # generation time of the paid call (replayed from the response cache on reruns)
+        drawn, gen_s = await timed_sample(tier, messages, LatencyRecorder(cascade.provider))
         rows.append(Row(ex, [s.text for s in drawn.samples], [s.mean_logprob for s in drawn.samples], gen_s))
     return rows
 
@@ -105,6 +108,8 @@ async def score_all(rows: list[Row], name: str, scorer: AgreementScorer, cfg: Ca
 
 
 async def end_to_end(cfg: CascadeConfig, cascade: Cascade, data: list[QAExample]) -> dict[str, Any]:
+    # fresh, uncached calls: end-to-end latency must be real
+    cascade = Cascade(cfg, local_server=cascade._server)
     strong = Cascade(strong_only_config(cfg), local_server=cascade._server)
     out: dict[str, Any] = {}
     for label, c in (("cascade", cascade), ("strong alone", strong)):
@@ -144,14 +149,16 @@ async def main() -> int:
 
     cfg = qa_config(args.config)
     data = load_open_qa("nq", "test", args.n, seed=args.seed)
-    with Cascade(cfg) as cascade:
+    cache = ResponseCache(cache_dir() / "responses.sqlite")
+    with Cascade(cfg, provider=CachingProvider(LiteLLMProvider(), cache)) as cascade:
         cascade.prepare()
         rows = await sample_all(cascade, data)
         judge_model = "openai/" + cfg.tiers[-1].model_list[0].removeprefix("local/")
         for name, (kind, opts) in scorer_specs(judge_model).items():
             if kind == "llm_judge":
                 opts = {**opts, "api_base": cascade._local_base, "api_key": "local"}
-            scorer = create_scorer(kind, **opts)
+            # as in the cascade: identical answers short-cut, repeated pairs cached
+            scorer = CachedScorer(create_scorer(kind, **opts))
             await score_all(rows, name, scorer, cfg)
         # token-probability baseline: mean log-probability of the samples
         for r in rows:

@@ -29,7 +29,7 @@ from semcascade.response_cache import CachingProvider
 from semcascade.sampling import TierSamples, sample_tier
 from semcascade.scoring.base import AgreementScorer, PairJudgement
 
-__all__ = ["SignalSpec", "collect", "score_signals"]
+__all__ = ["LatencyRecorder", "SignalSpec", "collect", "score_signals", "timed_sample"]
 
 Messages = list[dict[str, Any]]
 
@@ -54,7 +54,7 @@ class SignalSpec:
 _CALL_LATENCIES: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("call_latencies", default=None)
 
 
-class _LatencyRecorder:
+class LatencyRecorder:
     """Provider wrapper that notes each call's latency, replaying the recorded one for cached calls."""
 
     def __init__(self, inner: Provider) -> None:
@@ -74,7 +74,7 @@ class _LatencyRecorder:
         return out
 
 
-async def _timed_sample(tier: Any, messages: Messages, provider: Provider, **kw: Any) -> tuple[TierSamples, float]:
+async def timed_sample(tier: Any, messages: Messages, provider: Provider, **kw: Any) -> tuple[TierSamples, float]:
     """Sample a tier; its latency is the slowest of its (concurrent) calls, as originally paid."""
     sink: list[float] = []
     token = _CALL_LATENCIES.set(sink)
@@ -87,10 +87,10 @@ async def _timed_sample(tier: Any, messages: Messages, provider: Provider, **kw:
 
 async def _collect_one(cascade: Cascade, messages: Messages, *, greedy: bool) -> list[TierRecord]:
     records = []
-    provider = _LatencyRecorder(cascade.provider)
+    provider = LatencyRecorder(cascade.provider)
     for tier in cascade.tiers:
         cfg = tier.config
-        drawn, lat = await _timed_sample(tier, messages, provider)
+        drawn, lat = await timed_sample(tier, messages, provider)
         cost = sum(tier_cost(cfg, m, p, c) for m, (p, c) in drawn.usage.items())
         rec = TierRecord(
             samples=[s.text for s in drawn.samples] or [""],
@@ -101,7 +101,7 @@ async def _collect_one(cascade: Cascade, messages: Messages, *, greedy: bool) ->
             completion_tokens=drawn.completion_tokens,
         )
         if greedy and (cfg.k > 1 or cfg.temperature > 0):
-            g, rec.greedy_latency_s = await _timed_sample(tier, messages, provider, k=1, temperature=0.0)
+            g, rec.greedy_latency_s = await timed_sample(tier, messages, provider, k=1, temperature=0.0)
             rec.greedy = g.samples[0].text if g.samples else ""
             rec.greedy_cost = sum(tier_cost(cfg, m, p, c) for m, (p, c) in g.usage.items())
         else:  # the tier already is greedy with one sample

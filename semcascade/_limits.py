@@ -14,7 +14,24 @@ from contextlib import asynccontextmanager
 
 from asyncio_throttle.throttler import Throttler
 
-__all__ = ["TierLimiter"]
+__all__ = ["PerLoopSemaphore", "TierLimiter"]
+
+
+class PerLoopSemaphore:
+    """An ``asyncio.Semaphore(value)`` per running event loop (they cannot be shared across loops)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        sem = self._by_loop.get(loop)
+        if sem is None:
+            sem = self._by_loop[loop] = asyncio.Semaphore(self.value)
+        return sem
 
 
 class TierLimiter:
@@ -27,22 +44,13 @@ class TierLimiter:
         if requests_per_second is not None:
             burst = max(1, math.floor(requests_per_second))
             self._throttler = Throttler(rate_limit=burst, period=burst / requests_per_second)
-        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._semaphore = PerLoopSemaphore(max_concurrency)
         self.in_flight = 0
         self.peak_in_flight = 0
 
-    def _semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        sem = self._semaphores.get(loop)
-        if sem is None:
-            sem = self._semaphores[loop] = asyncio.Semaphore(self.max_concurrency)
-        return sem
-
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        async with self._semaphore():
+        async with self._semaphore.get():
             if self._throttler is not None:
                 await self._throttler.acquire()  # type: ignore[no-untyped-call]
             self.in_flight += 1

@@ -12,10 +12,12 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from semcascade.config import TierConfig
 from semcascade.errors import ConfigError
+from semcascade.registry import Registry
 
 __all__ = [
     "Decision",
     "DeferralPolicy",
+    "POLICIES",
     "ThresholdPolicy",
     "available_policies",
     "create_policy",
@@ -44,27 +46,19 @@ class DeferralPolicy(Protocol):
     ) -> Decision: ...
 
 
-PolicyFactory = Callable[..., DeferralPolicy]
-_POLICIES: dict[str, PolicyFactory] = {}
+POLICIES: Registry[DeferralPolicy] = Registry("policy", ConfigError)
 
 
-def register_policy(name: str) -> Callable[[PolicyFactory], PolicyFactory]:
-    def deco(factory: PolicyFactory) -> PolicyFactory:
-        _POLICIES[name] = factory
-        return factory
-
-    return deco
+def register_policy(name: str) -> Callable[[Callable[..., DeferralPolicy]], Callable[..., DeferralPolicy]]:
+    return POLICIES.register(name)
 
 
 def available_policies() -> list[str]:
-    return sorted(_POLICIES)
+    return POLICIES.names()
 
 
 def create_policy(name: str, **options: Any) -> DeferralPolicy:
-    try:
-        return _POLICIES[name](**options)
-    except KeyError:
-        raise ConfigError(f"unknown policy {name!r}; choose one of: {', '.join(sorted(_POLICIES))}") from None
+    return POLICIES.create(name, **options)
 
 
 @register_policy("threshold")

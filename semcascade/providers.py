@@ -24,6 +24,7 @@ from semcascade.errors import (
     RateLimitError,
     UnknownModelError,
 )
+from semcascade.registry import Registry
 
 __all__ = [
     "Choice",
@@ -31,6 +32,7 @@ __all__ = [
     "CompletionRequest",
     "LiteLLMProvider",
     "MockProvider",
+    "PROVIDERS",
     "Provider",
     "TokenLogprob",
     "available_providers",
@@ -102,28 +104,19 @@ class Provider(Protocol):
 
 # --------------------------------------------------------------------------- registry
 
-ProviderFactory = Callable[..., Provider]
-_PROVIDERS: dict[str, ProviderFactory] = {}
+PROVIDERS: Registry[Provider] = Registry("provider", ProviderError)
 
 
-def register_provider(name: str) -> Callable[[ProviderFactory], ProviderFactory]:
-    def deco(factory: ProviderFactory) -> ProviderFactory:
-        _PROVIDERS[name] = factory
-        return factory
-
-    return deco
+def register_provider(name: str) -> Callable[[Callable[..., Provider]], Callable[..., Provider]]:
+    return PROVIDERS.register(name)
 
 
 def available_providers() -> list[str]:
-    return sorted(_PROVIDERS)
+    return PROVIDERS.names()
 
 
 def create_provider(name: str = "litellm", **options: Any) -> Provider:
-    try:
-        factory = _PROVIDERS[name]
-    except KeyError:
-        raise ProviderError(f"unknown provider {name!r}; choose one of: {', '.join(sorted(_PROVIDERS))}") from None
-    return factory(**options)
+    return PROVIDERS.create(name, **options)
 
 
 # --------------------------------------------------------------------------- mock

@@ -28,9 +28,9 @@ import asyncio
 import logging
 import math
 import re
-import weakref
 from collections.abc import Mapping, Sequence
 
+from semcascade._limits import PerLoopSemaphore
 from semcascade.errors import ProviderError, ScorerError
 from semcascade.providers import Completion, CompletionRequest, LiteLLMProvider, Provider
 from semcascade.scoring._registry import register_scorer
@@ -132,22 +132,13 @@ class LLMJudgeNLIScorer:
         self.prompt_template = prompt_template
         self.system_prompt = system_prompt
         self.unparsed = 0
-        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._semaphore = PerLoopSemaphore(max_concurrency)
 
     def __repr__(self) -> str:
         return (
             f"LLMJudgeNLIScorer(model={self.model!r}, api_base={self.api_base!r}, "
             f"max_concurrency={self.max_concurrency}, timeout={self.timeout:g})"
         )
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        sem = self._semaphores.get(loop)
-        if sem is None:
-            sem = self._semaphores[loop] = asyncio.Semaphore(self.max_concurrency)
-        return sem
 
     def build_request(self, question: str, premise: str, hypothesis: str) -> CompletionRequest:
         """The request asking whether ``premise`` (answer A) entails ``hypothesis`` (answer B)."""
@@ -190,7 +181,7 @@ class LLMJudgeNLIScorer:
 
     async def _ask(self, question: str, premise: str, hypothesis: str) -> dict[str, float]:
         request = self.build_request(question, premise, hypothesis)
-        async with self._semaphore():
+        async with self._semaphore.get():
             try:
                 completion = await self.provider.complete(request)
             except ProviderError as exc:

@@ -133,6 +133,28 @@ async def end_to_end(cfg: CascadeConfig, cascade: Cascade, data: list[QAExample]
     return out
 
 
+def signal_table(rows: list[Row], signals: list[str], subset: str) -> list[dict[str, Any]]:
+    table = []
+    for s in signals:
+        have = [r for r in rows if s in r.signals]
+        if len(have) < len(rows):
+            continue
+        labels = [r.correct[s] for r in have]
+        base_name = s.replace(" [largest cluster]", "")
+        timed = [r.score_s[base_name] / r.gen_s for r in have if base_name in r.score_s and r.gen_s > 0]
+        table.append(
+            {
+                "questions": subset,
+                "signal": s,
+                "auroc": auroc([r.signals[s] for r in have], labels),
+                "accuracy_of_consensus": statistics.fmean(labels),
+                "scoring_s_per_query": statistics.fmean(r.score_s[base_name] for r in have) if timed else 0.0,
+                "overhead_vs_generation": statistics.fmean(timed) if timed else None,
+            }
+        )
+    return table
+
+
 def write_fixture(rows: list[Row], n: int = 30) -> None:
     FIXTURE.parent.mkdir(parents=True, exist_ok=True)
     data = [{"question": r.ex.question, "answers": list(r.ex.answers), "samples": r.samples} for r in rows[:n]]
@@ -145,6 +167,12 @@ async def main() -> int:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument(
+        "--judge-n",
+        type=int,
+        default=40,
+        help="questions scored by the LLM judge (it costs ~20 s/query here; the other scorers see all N)",
+    )
     args = ap.parse_args()
 
     cfg = qa_config(args.config)
@@ -159,7 +187,7 @@ async def main() -> int:
                 opts = {**opts, "api_base": cascade._local_base, "api_key": "local"}
             # as in the cascade: identical answers short-cut, repeated pairs cached
             scorer = CachedScorer(create_scorer(kind, **opts))
-            await score_all(rows, name, scorer, cfg)
+            await score_all(rows[: args.judge_n] if kind == "llm_judge" else rows, name, scorer, cfg)
         # token-probability baseline: mean log-probability of the samples
         for r in rows:
             lps = [x for x in r.mean_logprobs if x is not None]
@@ -167,21 +195,10 @@ async def main() -> int:
             r.correct["mean token logprob (baseline)"] = r.correct["embedding (onnx)"]
         e2e = None if args.skip_e2e else await end_to_end(cfg, cascade, data)
 
-    signals = list(rows[0].signals)
-    table = []
-    for s in signals:
-        labels = [r.correct[s] for r in rows]
-        base_name = s.replace(" [largest cluster]", "")
-        timed = [r.score_s[base_name] / r.gen_s for r in rows if base_name in r.score_s]
-        table.append(
-            {
-                "signal": s,
-                "auroc": auroc([r.signals[s] for r in rows], labels),
-                "accuracy_of_consensus": statistics.fmean(labels),
-                "scoring_s_per_query": statistics.fmean(r.score_s[base_name] for r in rows) if timed else 0.0,
-                "overhead_vs_generation": statistics.fmean(timed) if timed else None,
-            }
-        )
+    table = signal_table(rows, list(rows[0].signals), f"all {len(rows)}")
+    judged = [r for r in rows if any("llm judge" in k for k in r.signals)]
+    if judged and len(judged) < len(rows):
+        table += signal_table(judged, list(judged[0].signals), f"first {len(judged)} (judge subset)")
     gen = statistics.fmean(r.gen_s for r in rows)
     result = {
         "benchmark": "agreement_signals",
@@ -217,13 +234,13 @@ def render_md(res: dict[str, Any]) -> str:
         f"temperature {res['cheap_tier']['temperature']}; generation {res['generation_s_per_query']:.2f} s/query.",
         f"Command: `{res['command']}`",
         "",
-        "| signal | AUROC (consensus answer correct) | consensus accuracy | scoring s/query "
+        "| questions | signal | AUROC (consensus answer correct) | consensus accuracy | scoring s/query "
         "| scoring / generation time |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
     for row in res["signals"]:
         lines.append(
-            f"| {row['signal']} | {_f(row['auroc'])} | {_f(row['accuracy_of_consensus'])} | "
+            f"| {row['questions']} | {row['signal']} | {_f(row['auroc'])} | {_f(row['accuracy_of_consensus'])} | "
             f"{_f(row['scoring_s_per_query'], '.4f')} | {_f(row['overhead_vs_generation'], '.1%')} |"
         )
     e2e = res.get("end_to_end")

@@ -110,7 +110,7 @@ async def score_all(rows: list[Row], name: str, scorer: AgreementScorer, cfg: Ca
 async def end_to_end(cfg: CascadeConfig, cascade: Cascade, data: list[QAExample]) -> dict[str, Any]:
     # fresh, uncached calls: end-to-end latency must be real
     cascade = Cascade(cfg, local_server=cascade._server)
-    strong = Cascade(strong_only_config(cfg), local_server=cascade._server)
+    strong = Cascade(strong_only_config(cfg, fresh_prompt_cache=True), local_server=cascade._server)
     out: dict[str, Any] = {}
     for label, c in (("cascade", cascade), ("strong alone", strong)):
         correct, cost, lat, esc = [], [], [], []
@@ -173,10 +173,23 @@ async def main() -> int:
         default=40,
         help="questions scored by the LLM judge (it costs ~20 s/query here; the other scorers see all N)",
     )
+    ap.add_argument(
+        "--only-e2e", action="store_true", help="re-measure only the end-to-end table of an existing results file"
+    )
     args = ap.parse_args()
 
     cfg = qa_config(args.config)
     data = load_open_qa("nq", "test", args.n, seed=args.seed)
+    if args.only_e2e:
+        result = json.loads((OUT / "agreement_signals.json").read_text())
+        with Cascade(cfg) as cascade:
+            cascade.prepare()
+            result["end_to_end"] = await end_to_end(cfg, cascade, data)
+        result["command_end_to_end"] = "python benchmarks/agreement_signals.py " + " ".join(sys.argv[1:])
+        (OUT / "agreement_signals.json").write_text(json.dumps(result, indent=2))
+        (OUT / "agreement_signals.md").write_text(render_md(result))
+        print(render_md(result))
+        return 0
     cache = ResponseCache(cache_dir() / "responses.sqlite")
     with Cascade(cfg, provider=CachingProvider(LiteLLMProvider(), cache)) as cascade:
         cascade.prepare()
@@ -232,7 +245,8 @@ def render_md(res: dict[str, Any]) -> str:
         "",
         f"Cheap tier: `{res['cheap_tier']['model']}`, k={res['cheap_tier']['k']}, "
         f"temperature {res['cheap_tier']['temperature']}; generation {res['generation_s_per_query']:.2f} s/query.",
-        f"Command: `{res['command']}`",
+        f"Command: `{res['command']}`"
+        + (f"; end-to-end table: `{res['command_end_to_end']}`" if res.get("command_end_to_end") else ""),
         "",
         "| questions | signal | AUROC (consensus answer correct) | consensus accuracy | scoring s/query "
         "| scoring / generation time |",

@@ -212,9 +212,12 @@ class Cascade:
             opts["api_key"] = value
         return opts
 
-    def prepare(self) -> None:
-        """Start the local server (if any) and load the scorer now rather than on first call."""
+    def prepare(self, *, load_models: bool = True) -> None:
+        """Start the local server (if any), load the scorer and (by default) the local
+        models now, so the first request does not pay for loading them."""
         self._setup()
+        if load_models and self._server is not None:
+            self._server.load_models()
 
     @property
     def scorer(self) -> AgreementScorer:

@@ -26,10 +26,18 @@ DEMO_QUESTIONS = [
 ]
 
 
-def strong_only_config(config: CascadeConfig) -> CascadeConfig:
-    """The same config with only its last tier, sampled once: the baseline to beat."""
-    last = config.tiers[-1].model_copy(update={"k": 1})
-    return config.model_copy(update={"tiers": [last]})
+def strong_only_config(config: CascadeConfig, *, fresh_prompt_cache: bool = False) -> CascadeConfig:
+    """The same config with only its last tier, sampled once: the baseline to beat.
+
+    ``fresh_prompt_cache`` asks a local llama-server not to reuse the KV cache of
+    an identical earlier prompt (the cascade's own escalation), so a baseline run
+    right after the cascade is not timed on a warm cache.
+    """
+    last = config.tiers[-1]
+    update: dict[str, object] = {"k": 1}
+    if fresh_prompt_cache and last.is_local:
+        update["litellm_params"] = {**last.litellm_params, "extra_body": {"cache_prompt": False}}
+    return config.model_copy(update={"tiers": [last.model_copy(update=update)]})
 
 
 def _short(text: str, width: int) -> str:
@@ -47,8 +55,7 @@ def run_demo(config: str | os.PathLike[str] | None = None, questions: Sequence[s
     )
     with Cascade(cfg) as cascade:
         cascade.prepare()
-        strong = Cascade(strong_only_config(cfg), local_server=cascade._server)
-        strong._local_base = cascade._local_base
+        strong = Cascade(strong_only_config(cfg, fresh_prompt_cache=True), local_server=cascade._server)
         rows: list[tuple[str, CascadeResult, CascadeResult]] = []
         for q in questions:
             rows.append((q, cascade.generate_sync(q), strong.generate_sync(q)))

@@ -19,7 +19,7 @@ async def test_eval_nq_tiny_all_signals(local_cascade: Cascade, tmp_path: Path) 
     )  # fmt: skip
     assert rep.n == 4
     assert set(rep.signal_quality) == set(ALL_SIGNALS)
-    strong = rep.row("strong alone (greedy)")
+    strong = rep.row(f"{local_cascade.config.tiers[-1].name} alone (greedy)")
     assert strong.cost > 0 and strong.latency_mean_s > 0
     shipped = next(r for r in rep.systems if "shipped" in r.system)
     assert 0.0 <= shipped.deferral[0] <= 1.0
@@ -35,5 +35,5 @@ async def test_eval_summarization_tiny(local_cascade: Cascade, tmp_path: Path) -
         cache_path=tmp_path / "c.sqlite", cascade=local_cascade, progress=False,
     )  # fmt: skip
     assert rep.task == "summarization" and rep.quality_metric == "rougeL"
-    assert 0.0 < rep.row("strong alone (greedy)").quality < 1.0
+    assert 0.0 < rep.row(f"{local_cascade.config.tiers[-1].name} alone (greedy)").quality < 1.0
     assert {"rouge1", "rouge2", "rougeL", "rougeLsum"} <= set(rep.corpus_metrics["cascade (shipped)"])

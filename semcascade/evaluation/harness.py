@@ -172,7 +172,10 @@ def _threshold_at_rate(records: Sequence[ExampleRecord], signal: str, rate: floa
     return float(np.quantile(scores, rate, method="higher"))
 
 
-def _row(name: str, outs: list[Outcome], n_tiers: int, base: Any, threshold: float | None = None) -> SystemRow:
+def _row(
+    name: str, outs: list[Outcome], n_tiers: int, base: Any, threshold: float | None = None, *, cascade: bool = True
+) -> SystemRow:
+    """A system's summary row; single-tier systems have no deferral."""
     s = summarize(outs, n_tiers)
     return SystemRow(
         system=name,
@@ -183,7 +186,7 @@ def _row(name: str, outs: list[Outcome], n_tiers: int, base: Any, threshold: flo
         latency_p50_s=s.latency_p50,
         latency_p95_s=s.latency_p95,
         latency_vs_strong=s.latency_mean / base.latency_mean if base.latency_mean else float("nan"),
-        deferral=s.deferral,
+        deferral=s.deferral if cascade else [],
         threshold=threshold,
     )
 
@@ -279,10 +282,10 @@ def build_report(
     base = summarize(tier_alone(records, n_tiers - 1, mode="greedy"), n_tiers)
     rows: list[SystemRow] = []
     for i, name in enumerate(names):
-        rows.append(_row(f"{name} alone (greedy)", tier_alone(records, i, mode="greedy"), n_tiers, base))
+        rows.append(_row(f"{name} alone (greedy)", tier_alone(records, i, mode="greedy"), n_tiers, base, cascade=False))
         if cfg.tiers[i].k > 1:
             outs = tier_alone(records, i, mode="consensus", signal=shipped)
-            rows.append(_row(f"{name} alone (best-of-{cfg.tiers[i].k}, {shipped})", outs, n_tiers, base))
+            rows.append(_row(f"{name} alone (best-of-{cfg.tiers[i].k}, {shipped})", outs, n_tiers, base, cascade=False))
     shipped_th = [t.threshold for t in cfg.tiers[:-1]]
     shipped_outs = cascade_outcomes(records, shipped, shipped_th)
     rows.append(

@@ -33,7 +33,8 @@ def plot_frontier(
 ) -> None:
     """Quality vs cost relative to the strong tier alone: one curve per signal, marked systems as points.
 
-    The dashed line is the Pareto frontier over every curve point and system.
+    The dashed line is the Pareto frontier over every curve point and system
+    that can be deployed (the oracle is drawn but not part of it).
     """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 5))
@@ -47,11 +48,12 @@ def plot_frontier(
     for name, (cost, quality) in points.items():
         x = cost / baseline_cost
         ax.scatter([x], [quality], marker=next(markers, "o"), s=90, zorder=5, label=name, edgecolors="black")
-        all_pts.append((x, quality))
+        if "oracle" not in name:
+            all_pts.append((x, quality))
     front = pareto_front(all_pts)
     fx = [all_pts[i][0] for i in front]
     fy = [all_pts[i][1] for i in front]
-    ax.step(fx, fy, where="post", color="black", linestyle="--", linewidth=0.8, alpha=0.6, label="frontier")
+    ax.step(fx, fy, where="post", color="black", linestyle="--", linewidth=0.8, alpha=0.6, label="deployable frontier")
     ax.set_xlabel("cost relative to the strong tier alone")
     ax.set_ylabel(quality_label)
     ax.set_title(title)

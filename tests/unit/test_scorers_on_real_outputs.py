@@ -14,6 +14,7 @@ import pytest
 
 from semcascade.aggregation import consensus, pair_indices
 from semcascade.config import EquivalenceConfig
+from semcascade.evaluation.datasets import load_open_qa
 from semcascade.scoring.embedding import EmbeddingScorer
 from semcascade.scoring.lexical import LexicalScorer
 
@@ -25,7 +26,9 @@ RULE = EquivalenceConfig(rule="bidirectional", threshold=0.8)
 def items() -> list[dict[str, Any]]:
     data = json.loads(FIXTURE.read_text())
     assert data["k"] == 5 and len(data["items"]) >= 20
-    return list(data["items"])
+    # the fixture holds only ids and model outputs; the questions come from the installed data
+    questions = {e.id: e.question for e in load_open_qa("nq", "test")}
+    return [{**it, "question": questions[it["id"]]} for it in data["items"]]
 
 
 @pytest.fixture(scope="module")

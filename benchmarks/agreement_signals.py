@@ -109,8 +109,8 @@ async def score_all(rows: list[Row], name: str, scorer: AgreementScorer, cfg: Ca
 
 async def end_to_end(cfg: CascadeConfig, cascade: Cascade, data: list[QAExample]) -> dict[str, Any]:
     # fresh, uncached calls: end-to-end latency must be real
-    cascade = Cascade(cfg, local_server=cascade._server)
-    strong = Cascade(strong_only_config(cfg, fresh_prompt_cache=True), local_server=cascade._server)
+    cascade = Cascade(cfg, local_server=cascade.local_server)
+    strong = Cascade(strong_only_config(cfg, fresh_prompt_cache=True), local_server=cascade.local_server)
     out: dict[str, Any] = {}
     for label, c in (("cascade", cascade), ("strong alone", strong)):
         correct, cost, lat, esc = [], [], [], []
@@ -197,7 +197,7 @@ async def main() -> int:
         judge_model = "openai/" + cfg.tiers[-1].model_list[0].removeprefix("local/")
         for name, (kind, opts) in scorer_specs(judge_model).items():
             if kind == "llm_judge":
-                opts = {**opts, "api_base": cascade._local_base, "api_key": "local"}
+                opts = {**opts, "api_base": cascade.local_api_base, "api_key": "local"}
             # as in the cascade: identical answers short-cut, repeated pairs cached
             scorer = CachedScorer(create_scorer(kind, **opts))
             await score_all(rows[: args.judge_n] if kind == "llm_judge" else rows, name, scorer, cfg)

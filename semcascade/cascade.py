@@ -136,6 +136,24 @@ class Cascade:
         for t in cfg.tiers:
             t.api_key()  # MissingAPIKeyError now, not after the cheap tier was paid for
 
+    @property
+    def local_server(self) -> LocalServer | None:
+        """The managed llama-server this cascade uses (``None`` before set-up or without local tiers)."""
+        return self._server
+
+    @property
+    def local_api_base(self) -> str | None:
+        """The OpenAI-compatible base URL of the local server, once it is running."""
+        return self._local_base
+
+    def local_models(self) -> list[str]:
+        """Names of the local models this config needs (tiers and an LLM-judge scorer)."""
+        return self._local_models()
+
+    def resolve_model(self, model: str) -> ResolvedModel:
+        """How ``model`` is actually called (``local/NAME`` resolved to the running server)."""
+        return self._resolve_model(model, None)
+
     def _local_models(self) -> list[str]:
         names: list[str] = []
         for t in self.config.tiers:
@@ -152,7 +170,7 @@ class Cascade:
             from semcascade.local.server import LocalServer
 
             self._server = LocalServer(self.config.local_server, self._local_models())
-        self._server.start()
+        self._server.start()  # returns at once for a shared server that is already running
         self._local_base = self._server.base_url
         return self._local_base
 

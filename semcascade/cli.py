@@ -61,7 +61,7 @@ def _cmd_local_start(args: argparse.Namespace) -> int:
     from semcascade.local import LocalServer
 
     cascade = Cascade(args.config)
-    server = LocalServer(cascade.config.local_server, cascade._local_models())
+    server = LocalServer(cascade.config.local_server, cascade.local_models())
     server.start()
     server.detach()  # outlives this process; later commands reuse it
     print(f"llama-server {'already running' if server.reused else 'started'} at {server.base_url}")

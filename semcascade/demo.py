@@ -55,7 +55,7 @@ def run_demo(config: str | os.PathLike[str] | None = None, questions: Sequence[s
     )
     with Cascade(cfg) as cascade:
         cascade.prepare()
-        strong = Cascade(strong_only_config(cfg, fresh_prompt_cache=True), local_server=cascade._server)
+        strong = Cascade(strong_only_config(cfg, fresh_prompt_cache=True), local_server=cascade.local_server)
         rows: list[tuple[str, CascadeResult, CascadeResult]] = []
         for q in questions:
             rows.append((q, cascade.generate_sync(q), strong.generate_sync(q)))

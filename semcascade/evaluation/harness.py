@@ -145,7 +145,7 @@ def _build_signals(cascade: Cascade, names: Sequence[str], provider: Provider) -
     if "nli" in wanted:
         model = _judge_model(cascade.config)
         if model.startswith(LOCAL_PREFIX):
-            resolved = cascade._resolve_model(model, None)
+            resolved = cascade.resolve_model(model)
             kw: dict[str, Any] = {"model": resolved.litellm_model, "api_base": resolved.api_base, "api_key": "local"}
         else:
             kw = {"model": model}
@@ -227,10 +227,10 @@ async def run_eval(
     cfg = _task_config(base_cfg, task)
     cache = ResponseCache(cache_path or cache_dir() / "responses.sqlite")
     provider = CachingProvider(provider or LiteLLMProvider(), cache)
-    server = cascade._server if cascade is not None else None
+    server = cascade.local_server if cascade is not None else None
     own = Cascade(cfg, provider=provider, local_server=server)
     if cascade is not None:
-        own._local_base = cascade._local_base
+        own._local_base = cascade.local_api_base
     try:
         await asyncio.to_thread(own.prepare)
         records = await collect(own, examples, template.render, concurrency=concurrency, progress=progress)

@@ -25,7 +25,7 @@ def local_cascade(local_config: CascadeConfig) -> Iterator[Cascade]:
 def _variant(base: Cascade, **tier0: object) -> Cascade:
     cfg = base.config
     tiers = [cfg.tiers[0].model_copy(update=tier0), *cfg.tiers[1:]]
-    return Cascade(cfg.model_copy(update={"tiers": tiers}), local_server=base._server)
+    return Cascade(cfg.model_copy(update={"tiers": tiers}), local_server=base.local_server)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from semcascade._limits import TierLimiter
 from semcascade.aggregation import consensus, pair_indices
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
-from semcascade.costs import tier_cost, tier_flops
+from semcascade.costs import tier_flops
 from semcascade.errors import CascadeFailedError, ConfigError, EmptyPromptError, PromptTooLongError
 from semcascade.policy import DeferralPolicy, create_policy
 from semcascade.providers import LiteLLMProvider, Provider
@@ -312,7 +312,7 @@ class Cascade:
     ) -> TierTrace:
         cfg = tier.config
         assert self._scorer is not None
-        costs = sum(tier_cost(cfg, m, p, c) for m, (p, c) in drawn.usage.items())
+        costs = drawn.cost(cfg)
         base: dict[str, Any] = {
             "tier": cfg.name,
             "models": cfg.model_list,

@@ -14,6 +14,7 @@ from typing import Any
 
 from semcascade._limits import TierLimiter
 from semcascade.config import TierConfig
+from semcascade.costs import tier_cost
 from semcascade.errors import AuthenticationError, ProviderError, UnknownModelError
 from semcascade.providers import Completion, CompletionRequest, Provider
 from semcascade.result import SampleTrace
@@ -59,6 +60,10 @@ class TierSamples:
     @property
     def completion_tokens(self) -> int:
         return sum(u[1] for u in self.usage.values())
+
+    def cost(self, tier: TierConfig) -> float:
+        """What these samples cost at ``tier``'s prices (per model actually called)."""
+        return sum(tier_cost(tier, model, p, c) for model, (p, c) in self.usage.items())
 
 
 def split_k(k: int, n_models: int) -> list[int]:

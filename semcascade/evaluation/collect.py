@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 from semcascade.aggregation import consensus, pair_indices
 from semcascade.cascade import Cascade
 from semcascade.config import EquivalenceConfig
-from semcascade.costs import tier_cost
 from semcascade.evaluation.replay import ExampleRecord, TierRecord
 from semcascade.providers import Completion, CompletionRequest, Provider
 from semcascade.response_cache import CachingProvider
@@ -91,7 +90,7 @@ async def _collect_one(cascade: Cascade, messages: Messages, *, greedy: bool) ->
     for tier in cascade.tiers:
         cfg = tier.config
         drawn, lat = await timed_sample(tier, messages, provider)
-        cost = sum(tier_cost(cfg, m, p, c) for m, (p, c) in drawn.usage.items())
+        cost = drawn.cost(cfg)
         rec = TierRecord(
             samples=[s.text for s in drawn.samples] or [""],
             mean_logprobs=[s.mean_logprob for s in drawn.samples] or [None],
@@ -103,7 +102,7 @@ async def _collect_one(cascade: Cascade, messages: Messages, *, greedy: bool) ->
         if greedy and (cfg.k > 1 or cfg.temperature > 0):
             g, rec.greedy_latency_s = await timed_sample(tier, messages, provider, k=1, temperature=0.0)
             rec.greedy = g.samples[0].text if g.samples else ""
-            rec.greedy_cost = sum(tier_cost(cfg, m, p, c) for m, (p, c) in g.usage.items())
+            rec.greedy_cost = g.cost(cfg)
         else:  # the tier already is greedy with one sample
             rec.greedy, rec.greedy_latency_s, rec.greedy_cost = rec.samples[0], rec.latency_s, rec.cost
         records.append(rec)

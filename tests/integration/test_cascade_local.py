@@ -54,7 +54,8 @@ async def test_most_factual_answers_are_right(local_cascade: Cascade) -> None:
 
 
 async def test_cheap_tier_answers_an_easy_question(local_cascade: Cascade, variant: Callable[..., Cascade]) -> None:
-    cascade = variant(local_cascade, threshold=0.6)
+    # low temperature: SmolLM2's answers to this question then vary in wording only
+    cascade = variant(local_cascade, threshold=0.5, temperature=0.3)
     r = await cascade.generate("What is the capital of France?")
     check_trace(r, cascade)
     assert r.tier == cascade.config.tiers[0].name and not r.escalated, r.summary()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
-__all__ = ["AgreementScorer", "PairJudgement", "ScorerKind"]
+from semcascade.errors import ScorerError
+
+__all__ = ["AgreementScorer", "PairJudgement", "ScorerKind", "check_choice", "check_positive_int"]
 
 ScorerKind = Literal["similarity", "nli"]
 
@@ -48,3 +50,15 @@ class AgreementScorer(Protocol):
     async def judge(self, question: str, pairs: Sequence[tuple[str, str]]) -> list[PairJudgement]:
         """Return one judgement per pair, in order. Must not block the event loop."""
         ...
+
+
+def check_choice(scorer: str, option: str, value: object, literal: Any) -> None:
+    """Raise :class:`ScorerError` unless ``value`` is one of the ``Literal`` type's values."""
+    allowed = list(get_args(literal))
+    if value not in allowed:
+        raise ScorerError(f"{scorer} scorer: unknown {option} {value!r}; use one of {allowed}")
+
+
+def check_positive_int(scorer: str, option: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ScorerError(f"{scorer} scorer: {option} must be a positive integer, got {value!r}")

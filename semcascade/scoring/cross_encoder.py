@@ -27,14 +27,14 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from semcascade.errors import ScorerError
 from semcascade.scoring._registry import register_scorer
-from semcascade.scoring.base import PairJudgement, ScorerKind
+from semcascade.scoring.base import PairJudgement, ScorerKind, check_choice, check_positive_int
 
 __all__ = ["CrossEncoderNLIScorer", "NLILabelMap", "parse_nli_labels"]
 
@@ -111,13 +111,8 @@ class CrossEncoderNLIScorer:
         question_mode: CrossEncoderQuestionMode = "prefix",
         batch_size: int = 32,
     ) -> None:
-        if question_mode not in get_args(CrossEncoderQuestionMode):
-            raise ScorerError(
-                f"cross_encoder scorer: unknown question_mode {question_mode!r}; "
-                f"use one of {list(get_args(CrossEncoderQuestionMode))}"
-            )
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ScorerError(f"cross_encoder scorer: batch_size must be a positive integer, got {batch_size!r}")
+        check_choice("cross_encoder", "question_mode", question_mode, CrossEncoderQuestionMode)
+        check_positive_int("cross_encoder", "batch_size", batch_size)
         self.model = model
         self.device = device
         self.question_mode: CrossEncoderQuestionMode = question_mode

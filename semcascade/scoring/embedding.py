@@ -24,14 +24,14 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from semcascade.errors import ScorerError
 from semcascade.scoring._registry import register_scorer
-from semcascade.scoring.base import PairJudgement, ScorerKind
+from semcascade.scoring.base import PairJudgement, ScorerKind, check_choice, check_positive_int
 from semcascade.text import strip_question_echo
 
 __all__ = ["EmbeddingBackend", "EmbeddingQuestionMode", "EmbeddingScorer"]
@@ -291,17 +291,9 @@ class EmbeddingScorer:
         question_mode: EmbeddingQuestionMode = "ignore",
         batch_size: int = 64,
     ) -> None:
-        if backend not in get_args(EmbeddingBackend):
-            raise ScorerError(
-                f"embedding scorer: unknown backend {backend!r}; use one of {list(get_args(EmbeddingBackend))}"
-            )
-        if question_mode not in get_args(EmbeddingQuestionMode):
-            raise ScorerError(
-                f"embedding scorer: unknown question_mode {question_mode!r}; "
-                f"use one of {list(get_args(EmbeddingQuestionMode))}"
-            )
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ScorerError(f"embedding scorer: batch_size must be a positive integer, got {batch_size!r}")
+        check_choice("embedding", "backend", backend, EmbeddingBackend)
+        check_choice("embedding", "question_mode", question_mode, EmbeddingQuestionMode)
+        check_positive_int("embedding", "batch_size", batch_size)
         self.model = model
         self.backend: EmbeddingBackend = backend
         self.question_mode: EmbeddingQuestionMode = question_mode

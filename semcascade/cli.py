@@ -86,6 +86,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         n=args.n,
         seed=args.seed,
+        split=args.split,
         out_dir=out,
         signals=tuple(x.strip() for x in args.signals.split(",")) if args.signals else _all_signals(),
         cache_path=args.cache,
@@ -151,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", default="nq", help="nq, trivia, halueval_qa, cnn_dailymail, translation")
     ev.add_argument("--n", type=int, default=100, help="number of examples (seeded subset)")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--split",
+        default="all",
+        choices=["all", "calibration", "test"],
+        help="evaluate only the calibration (30%%) or test (70%%) split of the dataset",
+    )
     ev.add_argument("--out", default=None, help="output folder (default: eval/results/DATASET)")
     ev.add_argument("--signals", default=None, help="comma-separated deferral signals (default: all)")
     ev.add_argument("--cache", default=None, help="response cache file (default: ~/.cache/semcascade/responses.sqlite)")

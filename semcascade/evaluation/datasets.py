@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Literal, TypeVar, get_args
 
 from semcascade.errors import SemcascadeError
+from semcascade.evaluation.splits import in_split
 
 __all__ = [
     "EVALS_WHEEL_NAME",
@@ -487,9 +488,15 @@ def dataset_spec(name: str) -> DatasetSpec:
         raise ValueError(f"unknown dataset {name!r}; choose from {available_datasets()}") from None
 
 
-def load_dataset(name: str, n: int | None = None, seed: int = 0) -> list[Example]:
+def load_dataset(name: str, n: int | None = None, seed: int = 0, split: str = "all") -> list[Example]:
     """Load the dataset registered under ``name`` (see :func:`available_datasets`).
 
-    ``nq`` and ``trivia`` load the test split.
+    ``nq`` and ``trivia`` load their test set. ``split`` (``"all"``,
+    ``"calibration"`` or ``"test"``, see :mod:`semcascade.evaluation.splits`)
+    keeps only that split's examples before the seeded draw of ``n``.
     """
-    return dataset_spec(name).loader(n, seed)
+    spec = dataset_spec(name)
+    if split == "all":
+        return spec.loader(n, seed)
+    rows = [e for e in spec.loader(None, seed) if in_split(str(e.id), split)]
+    return _subset(rows, n, seed)

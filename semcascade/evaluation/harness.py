@@ -45,6 +45,7 @@ from semcascade.evaluation.replay import (
     sweep,
     tier_alone,
 )
+from semcascade.evaluation.splits import SPLITS
 from semcascade.local.paths import cache_dir
 from semcascade.providers import Completion, CompletionRequest, LiteLLMProvider, Provider
 from semcascade.response_cache import CachingProvider, ResponseCache
@@ -87,6 +88,7 @@ class EvalReport:
     corpus_metrics: dict[str, dict[str, float]]
     curves: dict[str, list[CurvePoint]] = field(default_factory=dict)
     out_dir: str | None = None
+    split: str = "all"
     command: str | None = None
     cache_stats: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
@@ -197,6 +199,7 @@ async def run_eval(
     dataset: str = "nq",
     n: int = 100,
     seed: int = 0,
+    split: str = "all",
     out_dir: str | os.PathLike[str] | None = None,
     signals: Sequence[str] = ALL_SIGNALS,
     cache_path: str | os.PathLike[str] | None = None,
@@ -219,7 +222,9 @@ async def run_eval(
         raise ConfigError(f"unknown deferral signal(s) {unknown}; choose from {', '.join(ALL_SIGNALS)}")
     if n < 1:
         raise ConfigError(f"n must be at least 1, got {n}")
-    examples: list[Example] = load_dataset(dataset, n, seed)
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    examples: list[Example] = load_dataset(dataset, n, seed, split)
     task = examples[0].task
     template = get_template(task)
     metrics = get_task_metrics(task)
@@ -250,6 +255,7 @@ async def run_eval(
     report.config = (
         str(config) if config is not None and not isinstance(config, CascadeConfig) else "configs/local.yaml"
     )
+    report.split = split
     report.command = command
     report.cache_stats = asdict(provider.stats)
     report.elapsed_s = time.perf_counter() - started
@@ -366,9 +372,13 @@ def _f(x: float | None, fmt: str = ".3f") -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, fmt)
 
 
+def _split_note(split: str) -> str:
+    return "" if split == "all" else f", {split} split"
+
+
 def render_markdown(rep: EvalReport) -> str:
     lines = [
-        f"# {rep.dataset}: {rep.n} examples (seed {rep.seed}), config `{rep.config}`",
+        f"# {rep.dataset}: {rep.n} examples (seed {rep.seed}{_split_note(rep.split)}), config `{rep.config}`",
         "",
         f"Quality metric: **{rep.quality_metric}**. Costs are the config's prices (nominal for local models); "
         "ratios are against the strong tier alone (greedy) on the same examples.",

@@ -406,3 +406,21 @@ def test_rc_prompt_on_real_example() -> None:
     user = build_messages(e)[1]["content"]
     assert e.context is not None
     assert user == f"Context: {e.context}\nQuestion: {e.input}"
+
+
+def test_calibration_and_test_splits_are_disjoint_stable_and_cover_the_dataset() -> None:
+    from semcascade.evaluation.datasets import load_dataset
+    from semcascade.evaluation.splits import in_split, split_of
+
+    cal = load_dataset("halueval_qa", None, 0, "calibration")
+    test = load_dataset("halueval_qa", None, 0, "test")
+    ids_cal, ids_test = {e.id for e in cal}, {e.id for e in test}
+    assert not ids_cal & ids_test
+    assert len(ids_cal) + len(ids_test) == 10_000
+    assert 0.27 < len(ids_cal) / 10_000 < 0.33
+    # a seeded draw from a split stays inside it, and does not depend on the draw size
+    drawn = load_dataset("halueval_qa", 50, 3, "test")
+    assert all(split_of(e.id) == "test" for e in drawn)
+    assert all(in_split(e.id, "all") for e in drawn)
+    with pytest.raises(ValueError, match="unknown split"):
+        in_split("x", "train")

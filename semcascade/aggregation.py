@@ -103,12 +103,15 @@ def consensus(
     judgements: Sequence[PairJudgement],
     rule: EquivalenceConfig,
     aggregation: Aggregation = "mean_pairwise",
+    *,
+    prefer: int | None = None,
 ) -> Consensus:
     """Aggregate ``n`` samples' pairwise judgements into clusters, a representative and a score.
 
     The representative is the medoid of the largest cluster; when several
     clusters tie for largest, the one with the higher mean internal agreement
-    wins. ``mean_pairwise`` scores the tier by the mean off-diagonal agreement;
+    wins. ``prefer`` (e.g. the greedy sample) is the representative instead
+    whenever it belongs to the winning cluster. ``mean_pairwise`` scores the tier by the mean off-diagonal agreement;
     ``largest_cluster`` by the largest cluster's share of the samples.
     """
     if n < 1:
@@ -127,7 +130,7 @@ def consensus(
         return float((sub.sum() - len(c)) / (len(c) * (len(c) - 1)))
 
     best = max(top, key=internal)  # max keeps the first of equals
-    rep = medoid(best, matrix)
+    rep = prefer if prefer is not None and prefer in best else medoid(best, matrix)
     if n == 1:
         score: float | None = None
     elif aggregation == "largest_cluster":

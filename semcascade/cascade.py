@@ -288,7 +288,7 @@ class Cascade:
             cfg = tier.config
             messages = normalize_messages(base_messages, cfg.system_prompt or self.config.system_prompt)
             t0 = time.perf_counter()
-            drawn = await sample_tier(tier, messages, self._provider)
+            drawn = await sample_tier(tier, messages, self._provider, answer_format=self.config.answer_format)
             t_sampled = time.perf_counter()
             tt = await self._score_and_decide(tier, drawn, question, is_last=is_last)
             trace.append(
@@ -331,9 +331,10 @@ class Cascade:
                 decision="failed" if is_last else "escalate",
                 reason="no samples arrived: " + "; ".join(drawn.errors[:3]),
             )
-        texts = [s.text for s in drawn.samples]
+        texts = [s.answer for s in drawn.samples]
         judgements = await self._scorer.judge(question, [(texts[a], texts[b]) for a, b in pair_indices(n)])
-        cons = consensus(n, judgements, self.config.equivalence, self.config.aggregation)
+        greedy = next((s.index for s in drawn.samples if s.greedy), None) if cfg.temperature > 0 else None
+        cons = consensus(n, judgements, self.config.equivalence, self.config.aggregation, prefer=greedy)
         short = n < cfg.k
         decision = self.policy.decide(
             cfg, cons.score, n_samples=n, is_last=is_last, final_action=self.config.final_action

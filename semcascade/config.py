@@ -27,6 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from semcascade.answers import AnswerFormat
 from semcascade.errors import ConfigError, MissingAPIKeyError
 
 __all__ = [
@@ -77,6 +78,9 @@ class TierConfig(_Strict):
     seed: int | None = None
     stop: list[str] | None = None
     logprobs: bool = False
+    include_greedy: bool = Field(
+        default=False, description="draw one of the k samples at temperature 0 (it answers when in the consensus)"
+    )
     system_prompt: str | None = None
     litellm_params: dict[str, Any] = Field(default_factory=dict)
 
@@ -167,6 +171,13 @@ class CascadeConfig(_Strict):
         default="answer", description="what the last tier does when its samples disagree"
     )
     system_prompt: str | None = None
+    answer_format: AnswerFormat = Field(
+        default="raw", description="which span of each sample is compared and returned (semcascade.answers)"
+    )
+    final_answer: Literal["last_tier", "consensus"] = Field(
+        default="last_tier",
+        description="'consensus': after an escalation, vote over the samples of every tier that ran",
+    )
     max_prompt_chars: int = Field(default=200_000, ge=1)
     local_server: LocalServerConfig = Field(default_factory=LocalServerConfig)
 

@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["CascadeResult", "SampleTrace", "TierTrace"]
 
@@ -18,7 +18,11 @@ class _Frozen(BaseModel):
 
 
 class SampleTrace(_Frozen):
-    """One sampled output of a tier."""
+    """One sampled output of a tier.
+
+    ``text`` is the model's output; ``answer`` the span that is compared and
+    returned (see :mod:`semcascade.answers`; the whole text by default).
+    """
 
     index: int
     model: str
@@ -26,7 +30,19 @@ class SampleTrace(_Frozen):
     completion_tokens: int
     finish_reason: str | None = None
     mean_logprob: float | None = None
+    #: lowest and first token log-probability of the output (token-probability confidence)
+    min_logprob: float | None = None
+    first_logprob: float | None = None
     tokens_estimated: bool = False
+    #: drawn at temperature 0 (``include_greedy``)
+    greedy: bool = False
+    answer: str = ""
+
+    @model_validator(mode="after")
+    def _default_answer(self) -> SampleTrace:
+        if not self.answer and self.text:
+            object.__setattr__(self, "answer", self.text)
+        return self
 
 
 class TierTrace(_Frozen):
@@ -54,7 +70,7 @@ class TierTrace(_Frozen):
     def answer(self) -> str | None:
         if self.representative is None:
             return None
-        return self.samples[self.representative].text
+        return self.samples[self.representative].answer
 
 
 class CascadeResult(_Frozen):

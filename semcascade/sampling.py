@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from semcascade._limits import TierLimiter
+from semcascade.answers import extract_answer
 from semcascade.config import TierConfig
 from semcascade.costs import tier_cost
 from semcascade.errors import AuthenticationError, ProviderError, UnknownModelError
@@ -72,11 +73,22 @@ def split_k(k: int, n_models: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(n_models)]
 
 
-def _mean_logprob(completion_choice: Any) -> float | None:
-    lps = completion_choice.logprobs
+def _logprob_stats(completion_choice: Any) -> dict[str, float | None]:
+    """Mean, lowest and first token log-probability of a choice (all None without logprobs)."""
+    lps = [t.logprob for t in completion_choice.logprobs or ()]
     if not lps:
-        return None
-    return float(sum(t.logprob for t in lps) / len(lps))
+        return {"mean_logprob": None, "min_logprob": None, "first_logprob": None}
+    return {"mean_logprob": float(sum(lps) / len(lps)), "min_logprob": float(min(lps)), "first_logprob": float(lps[0])}
+
+
+def _plan(tier: ResolvedTier, k: int, temperature: float) -> list[tuple[ResolvedModel, int, float]]:
+    """(model, samples, temperature) per model: k spread round-robin; with ``include_greedy`` the
+    first model's first sample is drawn at temperature 0 (when the tier samples at all)."""
+    plan = [(m, c, temperature) for m, c in zip(tier.models, split_k(k, len(tier.models)), strict=True) if c]
+    if tier.config.include_greedy and temperature > 0 and k > 1 and plan:
+        first, count, _ = plan[0]
+        plan[0:1] = [(first, 1, 0.0)] + ([(first, count - 1, temperature)] if count > 1 else [])
+    return plan
 
 
 async def _call(provider: Provider, limiter: TierLimiter, request: CompletionRequest) -> Completion:
@@ -91,19 +103,20 @@ async def sample_tier(
     *,
     k: int | None = None,
     temperature: float | None = None,
+    answer_format: str = "raw",
 ) -> TierSamples:
     """Draw ``k`` (default: the tier's k) samples from the tier's models concurrently.
 
-    Transient provider failures are recorded in ``errors`` and the samples
-    that did arrive are returned; configuration errors propagate.
+    Each sample's ``answer`` is its span under ``answer_format`` (see
+    :func:`semcascade.answers.extract_answer`). Transient provider failures
+    are recorded in ``errors`` and the samples that did arrive are returned;
+    configuration errors propagate.
     """
     cfg = tier.config
     k = cfg.k if k is None else k
     temp = cfg.temperature if temperature is None else temperature
     requests: list[tuple[ResolvedModel, CompletionRequest]] = []
-    for model, count in zip(tier.models, split_k(k, len(tier.models)), strict=True):
-        if count == 0:
-            continue
+    for model, count, t in _plan(tier, k, temp):
         if model.native_n:
             chunks = [min(model.max_n, count - start) for start in range(0, count, model.max_n)]
         else:
@@ -116,7 +129,7 @@ async def sample_tier(
                         model=model.litellm_model,
                         messages=messages,
                         n=n,
-                        temperature=temp,
+                        temperature=t,
                         max_tokens=cfg.max_tokens,
                         api_base=model.api_base,
                         api_key=model.api_key,
@@ -131,7 +144,7 @@ async def sample_tier(
             )
     results = await asyncio.gather(*(_call(provider, tier.limiter, req) for _, req in requests), return_exceptions=True)
     out = TierSamples(samples=[], errors=[])
-    for (model, _req), res in zip(requests, results, strict=True):
+    for (model, req), res in zip(requests, results, strict=True):
         if isinstance(res, BaseException):
             if isinstance(res, ProviderError) and not isinstance(res, CONFIG_ERRORS):
                 out.errors.append(str(res))
@@ -141,15 +154,18 @@ async def sample_tier(
         used[0] += res.prompt_tokens
         used[1] += res.completion_tokens
         for ch in res.choices:
+            text = ch.text.strip()
             out.samples.append(
                 SampleTrace(
                     index=len(out.samples),
                     model=model.name,
-                    text=ch.text.strip(),
+                    text=text,
+                    answer=extract_answer(text, answer_format),
                     completion_tokens=ch.completion_tokens,
                     finish_reason=ch.finish_reason,
-                    mean_logprob=_mean_logprob(ch),
                     tokens_estimated=ch.tokens_estimated,
+                    greedy=req.temperature == 0.0,
+                    **_logprob_stats(ch),
                 )
             )
     return out

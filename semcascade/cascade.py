@@ -10,10 +10,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from semcascade._limits import TierLimiter
-from semcascade.aggregation import consensus, pair_indices
+from semcascade.aggregation import Consensus, consensus, pair_indices
+from semcascade.confidence import ConfidenceModel, TierEvidence, load_confidence_model
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
 from semcascade.costs import tier_flops
-from semcascade.errors import CascadeFailedError, ConfigError, EmptyPromptError, PromptTooLongError
+from semcascade.errors import (
+    CascadeFailedError,
+    ConfidenceError,
+    ConfigError,
+    EmptyPromptError,
+    PromptTooLongError,
+)
 from semcascade.policy import DeferralPolicy, create_policy
 from semcascade.providers import LiteLLMProvider, Provider
 from semcascade.result import CascadeResult, TierTrace
@@ -83,6 +90,45 @@ def _auto_native_n(model: str, api_base: str | None) -> bool:
     )
 
 
+def _prompt_text(messages: Messages) -> str:
+    """Everything the model was shown (system and user turns), for grounding features."""
+    return "\n".join(_content_text(m.get("content")) for m in messages if m.get("role") in ("system", "user"))
+
+
+def _evidence(drawn: TierSamples, cons: Consensus, question: str, prompt: str, tier: str) -> TierEvidence:
+    s = drawn.samples
+    return TierEvidence(
+        answers=[x.answer for x in s],
+        representative=cons.representative,
+        agreement=cons.score,
+        largest_cluster=len(cons.clusters[0]) if cons.clusters else 0,
+        mean_logprobs=[x.mean_logprob for x in s],
+        min_logprobs=[x.min_logprob for x in s],
+        first_logprobs=[x.first_logprob for x in s],
+        tokens=[x.completion_tokens for x in s],
+        question=question,
+        prompt=prompt,
+        tier=tier,
+    )
+
+
+def _load_confidence(tier: TierConfig) -> ConfidenceModel:
+    """The tier's confidence model, checked against the tier's settings (a ConfigError otherwise)."""
+    assert tier.confidence_model is not None
+    try:
+        model = load_confidence_model(tier.confidence_model)
+    except ConfidenceError as exc:
+        raise ConfigError(f"tier {tier.name!r}: confidence_model: {exc}") from None
+    if model.needs_logprobs and not tier.logprobs:
+        raise ConfigError(
+            f"tier {tier.name!r}: confidence model {model.name!r} uses token log-probabilities "
+            f"({', '.join(f for f in model.features if f.startswith('lp_'))}); set `logprobs: true` on the tier"
+        )
+    if "agreement" in model.features and tier.k < 2:
+        raise ConfigError(f"tier {tier.name!r}: confidence model {model.name!r} needs agreement: set k >= 2")
+    return model
+
+
 class Cascade:
     """A reusable cascade: loads the scorer, clients and local server once.
 
@@ -111,6 +157,7 @@ class Cascade:
         self._local_base: str | None = os.environ.get(LOCAL_API_BASE_ENV) or None
         self._tiers: list[ResolvedTier] | None = None
         self._setup_lock = threading.Lock()
+        self._confidence: dict[str, ConfidenceModel] = {}
         self._check_static()
 
     # ------------------------------------------------------------------ set-up
@@ -135,6 +182,8 @@ class Cascade:
                     )
         for t in cfg.tiers:
             t.api_key()  # MissingAPIKeyError now, not after the cheap tier was paid for
+            if t.confidence_model is not None:
+                self._confidence[t.name] = _load_confidence(t)
 
     @property
     def local_server(self) -> LocalServer | None:
@@ -290,7 +339,7 @@ class Cascade:
             t0 = time.perf_counter()
             drawn = await sample_tier(tier, messages, self._provider, answer_format=self.config.answer_format)
             t_sampled = time.perf_counter()
-            tt = await self._score_and_decide(tier, drawn, question, is_last=is_last)
+            tt = await self._score_and_decide(tier, drawn, question, _prompt_text(messages), is_last=is_last)
             trace.append(
                 tt.model_copy(
                     update={"latency_s": time.perf_counter() - t0, "scoring_latency_s": time.perf_counter() - t_sampled}
@@ -308,7 +357,7 @@ class Cascade:
         )
 
     async def _score_and_decide(
-        self, tier: ResolvedTier, drawn: TierSamples, question: str, *, is_last: bool
+        self, tier: ResolvedTier, drawn: TierSamples, question: str, prompt: str, *, is_last: bool
     ) -> TierTrace:
         cfg = tier.config
         assert self._scorer is not None
@@ -336,8 +385,17 @@ class Cascade:
         greedy = next((s.index for s in drawn.samples if s.greedy), None) if cfg.temperature > 0 else None
         cons = consensus(n, judgements, self.config.equivalence, self.config.aggregation, prefer=greedy)
         short = n < cfg.k
+        conf = self._confidence.get(cfg.name)
+        confidence = None
+        if conf is not None and not (n < 2 and "agreement" in conf.features):
+            confidence = conf.confidence(_evidence(drawn, cons, question, prompt, cfg.name))
         decision = self.policy.decide(
-            cfg, cons.score, n_samples=n, is_last=is_last, final_action=self.config.final_action
+            cfg,
+            cons.score if confidence is None else confidence,
+            n_samples=n,
+            is_last=is_last,
+            final_action=self.config.final_action,
+            score_name="agreement" if confidence is None else "confidence",
         )
         reason = decision.reason + (f" (only {n}/{cfg.k} samples arrived)" if short else "")
         return TierTrace(
@@ -345,6 +403,7 @@ class Cascade:
             agreement_matrix=[[round(float(x), 4) for x in row] for row in cons.matrix],
             clusters=cons.clusters,
             agreement=cons.score,
+            confidence=confidence,
             representative=cons.representative,
             decision=decision.action,
             reason=reason,

@@ -81,6 +81,10 @@ class TierConfig(_Strict):
     include_greedy: bool = Field(
         default=False, description="draw one of the k samples at temperature 0 (it answers when in the consensus)"
     )
+    confidence_model: str | None = Field(
+        default=None,
+        description="decide on a fitted confidence model (builtin:NAME or an artifact path) instead of agreement",
+    )
     system_prompt: str | None = None
     litellm_params: dict[str, Any] = Field(default_factory=dict)
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthenticationError",
     "CascadeFailedError",
+    "ConfidenceError",
     "ConfigError",
     "EmptyPromptError",
     "LocalServerError",
@@ -130,6 +131,10 @@ class MalformedResponseError(ProviderError):
 
 class ScorerError(SemcascadeError):
     """An agreement scorer could not be constructed or failed while scoring."""
+
+
+class ConfidenceError(ScorerError):
+    """A deferral-confidence model is missing, malformed, or needs evidence the provider did not return."""
 
 
 class LocalServerError(SemcascadeError):

@@ -43,6 +43,7 @@ class DeferralPolicy(Protocol):
         n_samples: int,
         is_last: bool,
         final_action: Literal["answer", "abstain"],
+        score_name: str = "agreement",
     ) -> Decision: ...
 
 
@@ -79,7 +80,10 @@ class ThresholdPolicy:
         n_samples: int,
         is_last: bool,
         final_action: Literal["answer", "abstain"],
+        score_name: str = "agreement",
     ) -> Decision:
+        """``agreement`` is the tier's decision score: its agreement, or its confidence
+        (``score_name="confidence"``) when the tier has a confidence model."""
         if agreement is None:
             if tier.threshold == 0.0:
                 return Decision("accept", "threshold 0: accept without an agreement signal")
@@ -87,8 +91,8 @@ class ThresholdPolicy:
                 return Decision("accept", f"last tier answers ({n_samples} sample: no agreement signal)")
             return Decision("escalate", f"only {n_samples} sample: no agreement signal")
         if agreement >= tier.threshold:
-            return Decision("accept", f"agreement {agreement:.3f} >= threshold {tier.threshold:g}")
-        below = f"agreement {agreement:.3f} < threshold {tier.threshold:g}"
+            return Decision("accept", f"{score_name} {agreement:.3f} >= threshold {tier.threshold:g}")
+        below = f"{score_name} {agreement:.3f} < threshold {tier.threshold:g}"
         if not is_last:
             return Decision("escalate", below)
         if final_action == "abstain":

@@ -54,6 +54,8 @@ class TierTrace(_Frozen):
     agreement_matrix: list[list[float]] = Field(default_factory=list)
     clusters: list[list[int]] = Field(default_factory=list)
     agreement: float | None = None
+    #: P(answer right) from the tier's confidence model, when it has one (then it, not agreement, is decided on)
+    confidence: float | None = None
     threshold: float
     representative: int | None = None
     decision: TierDecision

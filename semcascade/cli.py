@@ -98,6 +98,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_confidence(args: argparse.Namespace) -> int:
+    from semcascade.evaluation.fit_confidence import DEFAULT_FEATURES, fit_confidence
+
+    features = tuple(f.strip() for f in args.features.split(",")) if args.features else DEFAULT_FEATURES
+    rep = fit_confidence(args.results, tier=args.tier, features=features, name=args.name, l2=args.l2)
+    path = rep.model.save(args.out)
+    auc = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in rep.feature_auroc.items())
+    print(f"fitted {rep.model.name} v{rep.model.version} on {rep.n} examples (share right {rep.positive_rate:.3f})")
+    print(f"AUROC: in-sample {rep.auroc_fit or float('nan'):.3f}, 5-fold CV {rep.auroc_cv or float('nan'):.3f}")
+    print(f"each feature alone: {auc}")
+    print(f"wrote {path}; use it with `confidence_model: {path}` on tier {args.tier} of a config")
+    return 0
+
+
 def _all_signals() -> tuple[str, ...]:
     from semcascade.evaluation.harness import ALL_SIGNALS
 
@@ -163,6 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache", default=None, help="response cache file (default: ~/.cache/semcascade/responses.sqlite)")
     ev.add_argument("--concurrency", type=int, default=1, help="examples in flight (1 keeps latencies clean)")
     ev.set_defaults(func=_cmd_eval)
+
+    fc = sub.add_parser(
+        "fit-confidence", help="fit a tier's deferral confidence model from an eval run (use the calibration split)"
+    )
+    fc.add_argument("results", help="directory written by `semcascade eval --out DIR`")
+    fc.add_argument("--out", required=True, help="where to write the model artifact (JSON)")
+    fc.add_argument("--tier", type=int, default=0, help="index of the tier whose correctness is predicted")
+    fc.add_argument("--features", default=None, help="comma-separated feature names (default: all)")
+    fc.add_argument("--name", default=None, help="model name recorded in the artifact")
+    fc.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the standardised weights")
+    fc.set_defaults(func=_cmd_fit_confidence)
 
     local = sub.add_parser("local", help="the embedded local models and llama-server")
     lsub = local.add_subparsers(dest="local_command", required=True)

@@ -14,13 +14,14 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from semcascade.aggregation import consensus, pair_indices
 from semcascade.cascade import Cascade
+from semcascade.confidence import ConfidenceModel, TierEvidence
 from semcascade.config import EquivalenceConfig
 from semcascade.evaluation.replay import ExampleRecord, TierRecord
 from semcascade.providers import Completion, CompletionRequest, Provider
@@ -28,7 +29,7 @@ from semcascade.response_cache import CachingProvider
 from semcascade.sampling import TierSamples, sample_tier
 from semcascade.scoring.base import AgreementScorer, PairJudgement
 
-__all__ = ["LatencyRecorder", "SignalSpec", "collect", "score_signals", "timed_sample"]
+__all__ = ["LatencyRecorder", "SignalSpec", "collect", "record_evidence", "score_signals", "timed_sample"]
 
 Messages = list[dict[str, Any]]
 
@@ -48,6 +49,36 @@ class SignalSpec:
     parts: tuple[str, ...] = ()
     #: cumulative money the scorer has spent (an LLM judge's calls), read before and after each example
     cost_meter: Callable[[], float] | None = None
+    #: ``"confidence"``: tier index -> its fitted model, fed by the agreement of signal ``parts[0]``
+    models: Mapping[int, ConfidenceModel] = field(default_factory=dict)
+    #: ``"token_prob"``: which token log-probability of the answer (``mean``, ``min`` or ``first``)
+    statistic: str = "mean"
+
+
+def record_evidence(t: TierRecord, agreement_signal: str, question: str, prompt: str, tier: str = "") -> TierEvidence:
+    """A recorded tier output as the confidence features see it (representative: that signal's consensus)."""
+    n = len(t.samples)
+    return TierEvidence(
+        answers=t.samples,
+        representative=t.consensus.get(agreement_signal, t.greedy_index or 0),
+        agreement=t.scores.get(agreement_signal),
+        largest_cluster=t.largest_cluster.get(agreement_signal, 1),
+        mean_logprobs=t.mean_logprobs,
+        min_logprobs=t.min_logprobs or [None] * n,
+        first_logprobs=t.first_logprobs or [None] * n,
+        tokens=t.sample_tokens or [0] * n,
+        question=question,
+        prompt=prompt,
+        tier=tier,
+    )
+
+
+def _token_prob(t: TierRecord, statistic: str) -> tuple[float | None, int]:
+    """exp(a token log-probability statistic) of the greedy answer (else the first sample)."""
+    i = t.greedy_index if t.greedy_index is not None else 0
+    values = {"mean": t.mean_logprobs, "min": t.min_logprobs, "first": t.first_logprobs}[statistic]
+    v = values[i] if i < len(values) else None
+    return (None if v is None else math.exp(v)), i
 
 
 _CALL_LATENCIES: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("call_latencies", default=None)
@@ -87,21 +118,30 @@ async def timed_sample(tier: Any, messages: Messages, provider: Provider, **kw: 
 async def _collect_one(cascade: Cascade, messages: Messages, *, greedy: bool) -> list[TierRecord]:
     records = []
     provider = LatencyRecorder(cascade.provider)
+    fmt = cascade.config.answer_format
     for tier in cascade.tiers:
         cfg = tier.config
-        drawn, lat = await timed_sample(tier, messages, provider)
+        drawn, lat = await timed_sample(tier, messages, provider, answer_format=fmt)
         cost = drawn.cost(cfg)
+        s = drawn.samples
         rec = TierRecord(
-            samples=[s.text for s in drawn.samples] or [""],
-            mean_logprobs=[s.mean_logprob for s in drawn.samples] or [None],
+            samples=[x.answer for x in s] or [""],
+            mean_logprobs=[x.mean_logprob for x in s] or [None],
             cost=cost,
             latency_s=lat,
             prompt_tokens=drawn.prompt_tokens,
             completion_tokens=drawn.completion_tokens,
+            raw_samples=[x.text for x in s] or [""],
+            min_logprobs=[x.min_logprob for x in s] or [None],
+            first_logprobs=[x.first_logprob for x in s] or [None],
+            sample_tokens=[x.completion_tokens for x in s] or [0],
+            greedy_index=next((x.index for x in s if x.greedy), None) if cfg.temperature > 0 else None,
         )
         if greedy and (cfg.k > 1 or cfg.temperature > 0):
-            g, rec.greedy_latency_s = await timed_sample(tier, messages, provider, k=1, temperature=0.0)
-            rec.greedy = g.samples[0].text if g.samples else ""
+            g, rec.greedy_latency_s = await timed_sample(
+                tier, messages, provider, k=1, temperature=0.0, answer_format=fmt
+            )
+            rec.greedy = g.samples[0].answer if g.samples else ""
             rec.greedy_cost = g.cost(cfg)
         else:  # the tier already is greedy with one sample
             rec.greedy, rec.greedy_latency_s, rec.greedy_cost = rec.samples[0], rec.latency_s, rec.cost
@@ -150,7 +190,8 @@ async def _scorer_signal(spec: SignalSpec, question: str, t: TierRecord, rule: E
     spent = spec.cost_meter() if spec.cost_meter else 0.0
     t0 = time.perf_counter()
     js: list[PairJudgement] = await scorer.judge(question, [(t.samples[a], t.samples[b]) for a, b in pair_indices(n)])
-    cons = consensus(n, js, rule)
+    cons = consensus(n, js, rule, prefer=t.greedy_index)
+    t.largest_cluster[name] = len(cons.clusters[0])
     t.scoring_s[name] = time.perf_counter() - t0
     if spec.cost_meter:
         t.scoring_cost[name] = spec.cost_meter() - spent
@@ -166,12 +207,17 @@ async def score_signals(
     *,
     seed: int = 0,
     progress: bool = True,
+    prompts: Mapping[str, str] | None = None,
 ) -> None:
-    """Fill every tier record's ``scores``/``consensus``/``scoring_s`` for each signal."""
+    """Fill every tier record's ``scores``/``consensus``/``scoring_s`` for each signal.
+
+    ``prompts`` (example id -> everything the model was shown) feeds the
+    confidence models' grounding feature.
+    """
     rng = random.Random(seed)
     for spec in signals:
         for rec in tqdm(records, desc=f"signal: {spec.name}", unit="ex", disable=not progress):
-            for t in rec.tiers:
+            for ti, t in enumerate(rec.tiers):
                 if spec.kind == "scorer":
                     await _scorer_signal(spec, questions[rec.id], t, rule)
                 elif spec.kind == "mean":
@@ -186,6 +232,22 @@ async def score_signals(
                     # answer: the most probable sample
                     best = max(range(len(t.samples)), key=lambda i: t.mean_logprobs[i] or -math.inf)
                     t.consensus[spec.name] = best
+                    t.scoring_s[spec.name] = 0.0
+                elif spec.kind == "confidence":
+                    model = spec.models.get(ti)
+                    ag = spec.parts[0]
+                    t.consensus[spec.name] = t.consensus.get(ag, t.greedy_index or 0)
+                    t.scoring_s[spec.name] = t.scoring_s.get(ag, 0.0)
+                    t.scoring_cost[spec.name] = t.scoring_cost.get(ag, 0.0)
+                    needs_agreement = model is not None and "agreement" in model.features
+                    if model is None or (needs_agreement and t.scores.get(ag) is None):
+                        t.scores[spec.name] = None
+                        continue
+                    prompt = (prompts or {}).get(rec.id, questions[rec.id])
+                    ev = record_evidence(t, ag, questions[rec.id], prompt, tier=str(ti))
+                    t.scores[spec.name] = model.confidence(ev)
+                elif spec.kind == "token_prob":
+                    t.scores[spec.name], t.consensus[spec.name] = _token_prob(t, spec.statistic)
                     t.scoring_s[spec.name] = 0.0
                 elif spec.kind == "random":
                     t.scores[spec.name] = rng.random() if len(t.samples) > 1 else None

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from semcascade.cascade import Cascade
+from semcascade.confidence import load_confidence_model
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
 from semcascade.costs import tier_cost
 from semcascade.errors import ConfigError
@@ -54,8 +55,12 @@ from semcascade.scoring.cache import CachedScorer
 
 __all__ = ["ALL_SIGNALS", "EvalReport", "SystemRow", "run_eval", "run_eval_sync"]
 
-#: Deferral signals compared by default (names used in reports).
-ALL_SIGNALS = ("embedding", "lexical", "nli", "nli+embedding", "logprob", "random")
+#: Deferral signals compared by default (names used in reports). ``confidence`` is the tiers'
+#: fitted confidence model (used when the config gives one); ``p_*`` are token-probability
+#: confidence P(T) of the greedy answer (mean, lowest, first token).
+ALL_SIGNALS = (
+    "embedding", "lexical", "nli", "nli+embedding", "logprob", "p_mean", "p_min", "p_first", "confidence", "random",
+)  # fmt: skip
 #: config scorer name -> signal name
 _SCORER_SIGNAL = {"embedding": "embedding", "lexical": "lexical", "llm_judge": "nli", "cross_encoder": "nli"}
 
@@ -89,6 +94,8 @@ class EvalReport:
     curves: dict[str, list[CurvePoint]] = field(default_factory=dict)
     out_dir: str | None = None
     split: str = "all"
+    #: the agreement signal of the config's scorer (fed to confidence models)
+    agreement_signal: str = "embedding"
     command: str | None = None
     cache_stats: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
@@ -113,7 +120,7 @@ def _task_config(cfg: CascadeConfig, task: str) -> CascadeConfig:
     """The config with every tier's generation settings fitted to the task's prompt template."""
     tpl = get_template(task)
     tiers = [t.model_copy(update={"max_tokens": tpl.max_tokens, "stop": list(tpl.stop) or None}) for t in cfg.tiers]
-    return cfg.model_copy(update={"tiers": tiers, "system_prompt": None})
+    return cfg.model_copy(update={"tiers": tiers, "system_prompt": None, "answer_format": tpl.answer_format})
 
 
 def _judge_model(cfg: CascadeConfig) -> str:
@@ -137,7 +144,11 @@ class _MeteredProvider:
 
 def _build_signals(cascade: Cascade, names: Sequence[str], provider: Provider) -> list[SignalSpec]:
     specs: list[SignalSpec] = []
+    cfg = cascade.config
     wanted = set(names)
+    agreement = _SCORER_SIGNAL.get(cfg.scorer.name, "embedding")
+    if "confidence" in wanted:
+        wanted.add(agreement)  # the confidence models' agreement feature
     if "nli+embedding" in wanted:
         wanted |= {"nli", "embedding"}
     if "embedding" in wanted:
@@ -159,6 +170,12 @@ def _build_signals(cascade: Cascade, names: Sequence[str], provider: Provider) -
         specs.append(SignalSpec("nli+embedding", "mean", parts=("nli", "embedding")))
     if "logprob" in wanted:
         specs.append(SignalSpec("logprob", "logprob"))
+    for stat in ("mean", "min", "first"):
+        if f"p_{stat}" in wanted:
+            specs.append(SignalSpec(f"p_{stat}", "token_prob", statistic=stat))
+    if "confidence" in wanted:
+        models = {i: load_confidence_model(t.confidence_model) for i, t in enumerate(cfg.tiers) if t.confidence_model}
+        specs.append(SignalSpec("confidence", "confidence", parts=(agreement,), models=models))
     if "random" in wanted:
         specs.append(SignalSpec("random", "random"))
     return specs
@@ -224,11 +241,16 @@ async def run_eval(
         raise ConfigError(f"n must be at least 1, got {n}")
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    base_cfg = load_config(config) if cascade is None else cascade.config
+    has_conf = any(t.confidence_model for t in base_cfg.tiers)
+    if "confidence" in signals and not has_conf:
+        if tuple(signals) != ALL_SIGNALS:
+            raise ConfigError("signal 'confidence' needs a tier with a confidence_model in the config")
+        signals = tuple(s for s in signals if s != "confidence")
     examples: list[Example] = load_dataset(dataset, n, seed, split)
     task = examples[0].task
     template = get_template(task)
     metrics = get_task_metrics(task)
-    base_cfg = load_config(config) if cascade is None else cascade.config
     cfg = _task_config(base_cfg, task)
     cache = ResponseCache(cache_path or cache_dir() / "responses.sqlite")
     provider = CachingProvider(provider or LiteLLMProvider(), cache)
@@ -246,8 +268,9 @@ async def run_eval(
                 t.sample_quality = [metrics.score(s, refs) for s in t.samples]
                 t.greedy_quality = metrics.score(t.greedy or "", refs)
         questions = {str(e.id): e.input if task != "summarization" else "Summarize the article." for e in examples}
+        prompts = {str(e.id): "\n".join(m["content"] for m in template.render(e)) for e in examples}
         specs = _build_signals(own, signals, provider)
-        await score_signals(records, questions, specs, cfg.equivalence, seed=seed, progress=progress)
+        await score_signals(records, questions, specs, cfg.equivalence, seed=seed, progress=progress, prompts=prompts)
     finally:
         if cascade is None:
             await asyncio.to_thread(own.close)
@@ -256,6 +279,7 @@ async def run_eval(
         str(config) if config is not None and not isinstance(config, CascadeConfig) else "configs/local.yaml"
     )
     report.split = split
+    report.agreement_signal = _SCORER_SIGNAL.get(cfg.scorer.name, "embedding")
     report.command = command
     report.cache_stats = asdict(provider.stats)
     report.elapsed_s = time.perf_counter() - started
@@ -282,7 +306,7 @@ def build_report(
     metrics = get_task_metrics(task)
     n_tiers = len(cfg.tiers)
     names = [t.name for t in cfg.tiers]
-    shipped = _SCORER_SIGNAL.get(cfg.scorer.name, signals[0])
+    shipped = "confidence" if cfg.tiers[0].confidence_model else _SCORER_SIGNAL.get(cfg.scorer.name, signals[0])
     if shipped not in signals:
         shipped = signals[0]
     base = summarize(tier_alone(records, n_tiers - 1, mode="greedy"), n_tiers)
@@ -422,23 +446,7 @@ def write_outputs(rep: EvalReport, records: Sequence[ExampleRecord], examples: S
                         "id": rec.id,
                         "input": ex.input[:500],
                         "references": list(ex.references),
-                        "tiers": [
-                            {
-                                "samples": t.samples,
-                                "sample_quality": t.sample_quality,
-                                "greedy": t.greedy,
-                                "greedy_quality": t.greedy_quality,
-                                "scores": t.scores,
-                                "consensus": t.consensus,
-                                "cost": t.cost,
-                                "latency_s": t.latency_s,
-                                "scoring_s": t.scoring_s,
-                                "scoring_cost": t.scoring_cost,
-                                "prompt_tokens": t.prompt_tokens,
-                                "completion_tokens": t.completion_tokens,
-                            }
-                            for t in rec.tiers
-                        ],
+                        "tiers": [asdict(t) for t in rec.tiers],
                     },
                     ensure_ascii=False,
                 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from semcascade.answers import AnswerFormat
 from semcascade.evaluation.datasets import Example
 from semcascade.text import split_sentences
 
@@ -42,6 +43,8 @@ class PromptTemplate:
     max_tokens: int
     stop: tuple[str, ...] = ()
     max_input_chars: int | None = None
+    #: which span of an output is compared and scored (see :mod:`semcascade.answers`)
+    answer_format: AnswerFormat = "raw"
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -74,12 +77,14 @@ PROMPTS: dict[str, PromptTemplate] = {
         user="{input}",
         max_tokens=32,
         stop=("\n\n",),
+        answer_format="short",
     ),
     "rc": PromptTemplate(
         system="Answer the question using the context. Reply with a short answer of a few words only.",
         user="Context: {context}\nQuestion: {input}",
         max_tokens=32,
         stop=("\n\n",),
+        answer_format="short",
     ),
     "summarization": PromptTemplate(
         system="Summarize the article in 3 short sentences.",

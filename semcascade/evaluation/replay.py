@@ -8,8 +8,11 @@ path a request would have taken.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +22,7 @@ __all__ = [
     "Outcome",
     "TierRecord",
     "cascade_outcomes",
+    "load_records",
     "oracle_outcomes",
     "pareto_front",
     "random_curve",
@@ -52,12 +56,40 @@ class TierRecord:
     #: quality of each sample and of the greedy answer (filled by the harness)
     sample_quality: list[float] = field(default_factory=list)
     greedy_quality: float | None = None
+    #: the models' whole outputs (``samples`` holds the compared answer spans)
+    raw_samples: list[str] = field(default_factory=list)
+    #: per sample: lowest and first token log-probability, completion tokens
+    min_logprobs: list[float | None] = field(default_factory=list)
+    first_logprobs: list[float | None] = field(default_factory=list)
+    sample_tokens: list[int] = field(default_factory=list)
+    #: index of the temperature-0 sample in ``samples`` (``include_greedy``)
+    greedy_index: int | None = None
+    #: per signal: size of the largest meaning cluster
+    largest_cluster: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class ExampleRecord:
     id: str
     tiers: list[TierRecord]
+
+
+def load_records(path: str | os.PathLike[str]) -> list[ExampleRecord]:
+    """The records of a harness run: its ``examples.jsonl`` (or the directory holding it)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "examples.jsonl"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such results file; run `semcascade eval ... --out DIR` first")
+    known = {f.name for f in fields(TierRecord)}
+    out = []
+    with p.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                tiers = [TierRecord(**{k: v for k, v in t.items() if k in known}) for t in row["tiers"]]
+                out.append(ExampleRecord(id=str(row["id"]), tiers=tiers))
+    return out
 
 
 @dataclass(frozen=True)

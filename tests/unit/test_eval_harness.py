@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -70,3 +71,61 @@ async def test_bad_arguments_are_config_errors(tmp_path: Path) -> None:
         await run_eval(CFG, dataset="nq", n=2, signals=("vibes",), cache_path=tmp_path / "c.sqlite", provider=MockProvider(handler))
     with pytest.raises(ConfigError, match="n must be at least 1"):
         await run_eval(CFG, dataset="nq", n=0, cache_path=tmp_path / "c.sqlite", provider=MockProvider(handler))
+
+
+def handler_lp(req: CompletionRequest) -> Completion:
+    """Like ``handler``, with token logprobs: confident when right (even-length questions)."""
+    from semcascade.providers import Choice, TokenLogprob
+
+    question = str(req.messages[-1]["content"])
+    right = _nq_answers()[question]
+    good = len(question) % 2 == 0
+    if req.model == "openai/cheap":
+        texts = [right] * req.n if good else [f"noise {i}" for i in range(req.n)]
+    else:
+        texts = [right]
+    lp = -0.05 if good else -2.5
+    choices = tuple(Choice(t, len(t.split()), "stop", tuple(TokenLogprob(w, lp) for w in t.split())) for t in texts)
+    return Completion(model=req.model, choices=choices, prompt_tokens=len(question.split()))
+
+
+@functools.cache
+def _nq_answers() -> dict[str, str]:
+    from semcascade.evaluation.datasets import load_dataset
+
+    return {e.input: e.references[0] for e in load_dataset("nq")}
+
+
+async def test_fit_confidence_on_calibration_then_report_it_on_test(tmp_path: Path) -> None:
+    from semcascade.cli import main
+    from semcascade.evaluation.fit_confidence import fit_confidence
+    from semcascade.evaluation.replay import load_records
+
+    provider = MockProvider(handler_lp)
+    cfg = {**CFG, "tiers": [{**CFG["tiers"][0], "logprobs": True, "include_greedy": True}, CFG["tiers"][1]]}
+    cal = tmp_path / "cal"
+    await run_eval(
+        cfg, dataset="nq", n=30, split="calibration", out_dir=cal, signals=("lexical", "p_min"),
+        cache_path=tmp_path / "c.sqlite", provider=provider, progress=False,
+    )  # fmt: skip
+    recs = load_records(cal)
+    assert len(recs) == 30 and recs[0].tiers[0].greedy_index == 0 and recs[0].tiers[0].min_logprobs[0] is not None
+    rep = fit_confidence(cal, features=("agreement", "lp_min", "answer_tokens"))
+    assert rep.n == 30 and rep.auroc_fit is not None and rep.auroc_fit > 0.9
+    assert rep.model.provenance["split"] == "calibration" and rep.model.provenance["agreement_signal"] == "lexical"
+    art = tmp_path / "conf.json"
+    assert main(["fit-confidence", str(cal), "--out", str(art), "--features", "agreement,lp_min"]) == 0
+    assert main(["fit-confidence", str(cal), "--out", str(art), "--features", "vibes"]) == 2
+
+    test_cfg = {**cfg, "tiers": [{**cfg["tiers"][0], "confidence_model": str(art), "threshold": 0.5}, cfg["tiers"][1]]}
+    out = tmp_path / "test"
+    rep2 = await run_eval(
+        test_cfg, dataset="nq", n=30, split="test", out_dir=out, signals=("lexical", "p_min", "confidence"),
+        cache_path=tmp_path / "c.sqlite", provider=provider, progress=False,
+    )  # fmt: skip
+    assert rep2.shipped_signal == "confidence"
+    assert rep2.signal_quality["confidence"]["auroc"] is not None and rep2.signal_quality["confidence"]["auroc"] > 0.9
+    assert rep2.signal_quality["p_min"]["auroc"] is not None
+    assert any(r.system.startswith("cascade: confidence (shipped") for r in rep2.systems)
+    with pytest.raises(ConfigError, match="confidence_model"):
+        await run_eval(CFG, dataset="nq", n=2, signals=("confidence",), cache_path=tmp_path / "c.sqlite", provider=provider)

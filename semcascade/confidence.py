@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from semcascade.errors import ConfidenceError
 from semcascade.text import answer_tokens
@@ -281,8 +282,8 @@ def load_confidence_model(spec: str) -> LogisticConfidence:
 
 
 def fit_logistic(
-    x: Sequence[Sequence[float]],
-    y: Sequence[bool],
+    x: ArrayLike,
+    y: ArrayLike,
     features: Sequence[str],
     *,
     name: str,

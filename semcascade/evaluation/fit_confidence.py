@@ -28,7 +28,16 @@ from semcascade.evaluation.replay import load_records
 __all__ = ["DEFAULT_FEATURES", "FitReport", "fit_confidence"]
 
 #: the features fitted unless told otherwise
-DEFAULT_FEATURES = ("agreement", "cluster_share", "lp_mean", "lp_min", "lp_first", "grounding", "yes_no", "answer_tokens")
+DEFAULT_FEATURES = (
+    "agreement",
+    "cluster_share",
+    "lp_mean",
+    "lp_min",
+    "lp_first",
+    "grounding",
+    "yes_no",
+    "answer_tokens",
+)
 
 
 @dataclass(frozen=True)

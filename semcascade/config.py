@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from semcascade.errors import ConfigError, MissingAPIKeyError
+from semcascade.memory.config import MemoryConfig
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -169,6 +170,7 @@ class CascadeConfig(_Strict):
     system_prompt: str | None = None
     max_prompt_chars: int = Field(default=200_000, ge=1)
     local_server: LocalServerConfig = Field(default_factory=LocalServerConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
 
     @model_validator(mode="after")
     def _unique_tier_names(self) -> CascadeConfig:

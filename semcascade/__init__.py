@@ -17,6 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from semcascade.aggregation import Consensus, consensus
+from semcascade.calibration import (
+    CalibrationReport,
+    Envelope,
+    ThresholdChoice,
+    calibrate_run,
+    calibrate_thresholds,
+    model_pool,
+    pairwise_envelope,
+)
 from semcascade.cascade import Cascade, PromptLike, normalize_messages
 from semcascade.config import (
     CascadeConfig,
@@ -28,6 +37,7 @@ from semcascade.config import (
 )
 from semcascade.errors import (
     AuthenticationError,
+    CalibrationError,
     CascadeFailedError,
     ConfigError,
     EmptyPromptError,
@@ -62,6 +72,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AgreementScorer",
     "AuthenticationError",
+    "CalibrationError",
+    "CalibrationReport",
     "Cascade",
     "CascadeConfig",
     "CascadeFailedError",
@@ -73,6 +85,7 @@ __all__ = [
     "Decision",
     "DeferralPolicy",
     "EmptyPromptError",
+    "Envelope",
     "EquivalenceConfig",
     "LiteLLMProvider",
     "LocalServerConfig",
@@ -91,12 +104,15 @@ __all__ = [
     "ScorerConfig",
     "ScorerError",
     "SemcascadeError",
+    "ThresholdChoice",
     "ThresholdPolicy",
     "TierConfig",
     "TierTrace",
     "UnknownModelError",
     "__version__",
     "available_scorers",
+    "calibrate_run",
+    "calibrate_thresholds",
     "consensus",
     "create_policy",
     "create_provider",
@@ -104,7 +120,9 @@ __all__ = [
     "generate",
     "generate_sync",
     "load_config",
+    "model_pool",
     "normalize_messages",
+    "pairwise_envelope",
     "register_policy",
     "register_provider",
     "register_scorer",

@@ -9,13 +9,14 @@ The envelope is the best quality reachable at or below each cost (deterministic
 policies: a staircase); a switching point is a cost at which the policy on the
 envelope changes from one pair (or lone model) to another.
 
-    env = pairwise_envelope(model_pool([load_run("eval/results/nq")]), signal="embedding")
+    env = pairwise_envelope(model_pool(["eval/results/nq"]), signal="embedding")
     env.switches, env.best_at(0.5)
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 
 from semcascade.calibration.solver import StageTable, pair_curve
 from semcascade.errors import CalibrationError
-from semcascade.evaluation.records import EvalRun
+from semcascade.evaluation.records import EvalRun, load_run
 from semcascade.evaluation.replay import ExampleRecord, TierRecord, pareto_front
 
 __all__ = ["Envelope", "EnvelopePoint", "ModelPool", "Switch", "model_pool", "pairwise_envelope", "plot_envelope"]
@@ -43,11 +44,12 @@ class ModelPool:
         return [ExampleRecord(rid, [self.outputs[m][e] for m in chain]) for e, rid in enumerate(self.ids)]
 
 
-def model_pool(runs: Sequence[EvalRun]) -> ModelPool:
-    """Every tier of every run as one model, on the example ids all runs share.
+def model_pool(results: Sequence[EvalRun | str | os.PathLike[str]]) -> ModelPool:
+    """Every tier of every run (results folders or loaded runs) as one model, on the example ids all share.
 
     A model (tier name) that appears in several runs is taken from the first.
     """
+    runs = [r if isinstance(r, EvalRun) else load_run(r) for r in results]
     if not runs:
         raise CalibrationError("no results given; pass one or more folders written by `semcascade eval`")
     shared = set.intersection(*({r.id for r in run.records} for run in runs))

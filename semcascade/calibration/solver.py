@@ -236,7 +236,7 @@ def calibrate_thresholds(
     k = len(records[0].tiers)
     if k < 2:
         raise CalibrationError("a one-tier run has no thresholds to calibrate; evaluate a config with >= 2 tiers")
-    known = {s for r in records for t in r.tiers[:-1] for s in t.scores}
+    known = {s for r in records for t in r.tiers[:-1] for s, v in t.scores.items() if v is not None}
     if signal not in known:
         raise CalibrationError(
             f"no scores for signal {signal!r} in these results; choose one of {', '.join(sorted(known)) or '(none)'}"

@@ -39,12 +39,8 @@ class EvalRun:
 
     @property
     def signals(self) -> list[str]:
-        """Signals scored on every non-final tier of every example."""
-        names: set[str] | None = None
-        for rec in self.records:
-            for t in rec.tiers[:-1]:
-                names = set(t.scores) if names is None else names & set(t.scores)
-        return sorted(names or ())
+        """Signals with at least one score on a non-final tier (a signal that scored nothing is absent)."""
+        return sorted({k for rec in self.records for t in rec.tiers[:-1] for k, v in t.scores.items() if v is not None})
 
     @property
     def shipped_signal(self) -> str | None:

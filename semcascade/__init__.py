@@ -53,6 +53,14 @@ from semcascade.errors import (
     SemcascadeError,
     UnknownModelError,
 )
+from semcascade.memory import (
+    InMemoryStrategyStore,
+    MemoryConfig,
+    MemoryStoreError,
+    SQLiteStrategyStore,
+    StrategyMemory,
+    StrategyStore,
+)
 from semcascade.policy import Decision, DeferralPolicy, ThresholdPolicy, create_policy, register_policy
 from semcascade.providers import (
     Completion,
@@ -63,7 +71,17 @@ from semcascade.providers import (
     create_provider,
     register_provider,
 )
-from semcascade.result import CascadeResult, SampleTrace, TierTrace
+from semcascade.result import CascadeResult, MemoryTrace, SampleTrace, TierTrace
+from semcascade.routing import (
+    ConstantRouter,
+    PIKModel,
+    PIKRouter,
+    RoutedCascade,
+    Router,
+    RouterArtifactError,
+    RouterError,
+    train_pik,
+)
 from semcascade.scoring._registry import available_scorers, create_scorer, register_scorer
 from semcascade.scoring.base import AgreementScorer, PairJudgement
 
@@ -82,17 +100,24 @@ __all__ = [
     "CompletionRequest",
     "ConfigError",
     "Consensus",
+    "ConstantRouter",
     "Decision",
     "DeferralPolicy",
     "EmptyPromptError",
     "Envelope",
     "EquivalenceConfig",
+    "InMemoryStrategyStore",
     "LiteLLMProvider",
     "LocalServerConfig",
     "LocalServerError",
     "MalformedResponseError",
+    "MemoryConfig",
+    "MemoryStoreError",
+    "MemoryTrace",
     "MissingAPIKeyError",
     "MockProvider",
+    "PIKModel",
+    "PIKRouter",
     "PairJudgement",
     "PromptError",
     "PromptTooLongError",
@@ -100,10 +125,17 @@ __all__ = [
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RoutedCascade",
+    "Router",
+    "RouterArtifactError",
+    "RouterError",
+    "SQLiteStrategyStore",
     "SampleTrace",
     "ScorerConfig",
     "ScorerError",
     "SemcascadeError",
+    "StrategyMemory",
+    "StrategyStore",
     "ThresholdChoice",
     "ThresholdPolicy",
     "TierConfig",
@@ -126,6 +158,7 @@ __all__ = [
     "register_policy",
     "register_provider",
     "register_scorer",
+    "train_pik",
 ]
 
 ConfigLike = CascadeConfig | str | Path | Mapping[str, Any] | None

@@ -152,6 +152,25 @@ def _cmd_envelope(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_router(args: argparse.Namespace) -> int:
+    from semcascade.routing import train_pik
+
+    model = train_pik(
+        args.results, seed=args.seed, validation_share=args.validation_share, label=args.label, signal=args.signal
+    )
+    path = model.save(args.out)
+    t = model.training
+    print(f"trained on {t['n_train']} examples, validation {t['n_validation']}, test {t['n_test']} (seed {args.seed})")
+    for tier in model.tiers:
+        m = tier.metrics
+        auc = {s: "n/a" if m.get(f"{s}_auroc") is None else f"{m[f'{s}_auroc']:.3f}" for s in ("validation", "test")}
+        val = f"{m['validation_positive']}/{m['validation_n']}"
+        test = f"{m['test_positive']}/{m['test_n']}"
+        print(f"{tier.name}: AUROC validation {auc['validation']} ({val} right), test {auc['test']} ({test} right)")
+    print(f"wrote {path}")
+    return 0
+
+
 def _jsonable(obj: Any) -> Any:
     import dataclasses
     from pathlib import Path
@@ -223,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--signal", default=None, help="deferral signal (default: the first run's shipped one)")
     en.add_argument("--out", default="envelope.png", help="PNG plot of the pair curves and the envelope")
     en.set_defaults(func=_cmd_envelope)
+
+    tr = sub.add_parser("train-router", help="train the black-box P(IK) router from eval results")
+    tr.add_argument("results", help="a folder written by `semcascade eval` (holds examples.jsonl)")
+    tr.add_argument("--out", default="models/router.json", help="where to write the router artifact (JSON)")
+    tr.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
+    tr.add_argument("--validation-share", type=float, default=0.25, help="share of the non-test examples held out")
+    tr.add_argument("--label", default="consensus", choices=["consensus", "greedy"], help="which answer is judged")
+    tr.add_argument("--signal", default="embedding", help="whose consensus answer counts (with --label consensus)")
+    tr.set_defaults(func=_cmd_train_router)
 
     local = sub.add_parser("local", help="the embedded local models and llama-server")
     lsub = local.add_subparsers(dest="local_command", required=True)

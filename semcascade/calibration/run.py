@@ -70,6 +70,8 @@ class CalibrationReport:
     target: str
     split_note: str
     tier_names: list[str]
+    #: plain-language remarks, e.g. when the final tier alone beats the cascade at this target
+    notes: tuple[str, ...] = ()
 
     def text(self) -> str:
         c, h = self.choice, self.held_out
@@ -99,6 +101,7 @@ class CalibrationReport:
             "",
             f"{'':<{w}}{'calibration (n=' + str(c.n) + ')':<24}held-out test (n={h.n})",
             *(f"{a:<{w}}{b:<24}{e}" for a, b, e in rows),
+            *(f"note: {x}" for x in self.notes),
         ]
         return "\n".join(lines)
 
@@ -135,7 +138,19 @@ def calibrate_run(
         target = f"lowest cost with quality >= {quality:g} x {final} alone (calibration split)"
     else:
         target = f"lowest cost with quality >= {quality:g} (calibration split)"
-    return CalibrationReport(run, choice, held, target, note, run.tier_names)
+    return CalibrationReport(run, choice, held, target, note, run.tier_names, _notes(choice, budget, quality, final))
+
+
+def _notes(c: ThresholdChoice, budget: float | None, quality: float | None, final: str) -> tuple[str, ...]:
+    """Say so when deploying the final tier alone would beat the calibrated cascade on the calibration split."""
+    within_budget = budget is not None and budget >= 1.0 and c.final_quality > c.quality
+    meets_target = quality is not None and c.cost_ratio > 1.0 and c.final_quality >= c.quality
+    if within_budget or meets_target:
+        return (
+            f"{final} alone (cost 1.000 x, quality {c.final_quality:.4f}) beats this cascade on the calibration "
+            "split: every cascade pays the first tier before it escalates",
+        )
+    return ()
 
 
 def run_config_path(run: EvalRun, override: str | os.PathLike[str] | None = None) -> Path:

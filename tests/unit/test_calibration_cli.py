@@ -193,3 +193,24 @@ def test_envelope_command_writes_plot(results: Path, tmp_path: Path, capsys: pyt
     assert code == 0, err
     assert "pairwise envelope: 2 models, 1 pairs, signal lexical" in stdout and "switching points" in stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_says_when_the_final_tier_alone_is_better(tmp_path: Path) -> None:
+    from semcascade.evaluation.records import EvalRun
+    from semcascade.evaluation.replay import ExampleRecord, TierRecord
+
+    def t(score: float | None, q: float, cost: float) -> TierRecord:
+        k = 1 if score is None else 2
+        r = TierRecord(
+            samples=["x"] * k, mean_logprobs=[None] * k, cost=cost, latency_s=1.0, prompt_tokens=1, completion_tokens=1
+        )
+        r.scores["s"], r.consensus["s"], r.sample_quality = score, 0, [q] * k
+        return r
+
+    # the cheap tier is always wrong, however much its samples agree: matching the strong tier means escalating all
+    recs = [ExampleRecord(f"e{i}", [t(0.1 * (i % 10), 0.0, 1.0), t(None, 1.0, 5.0)]) for i in range(30)]
+    rep = calibrate_run(EvalRun(tmp_path, recs, {"shipped_signal": "s"}), quality=1.0, quality_relative=True)
+    assert rep.choice.cost_ratio == pytest.approx(1.2) and rep.choice.quality == 1.0
+    assert "tier1 alone (cost 1.000 x, quality 1.0000) beats this cascade" in rep.text()
+    cheap_enough = calibrate_run(EvalRun(tmp_path, recs, {"shipped_signal": "s"}), budget=0.5)
+    assert cheap_enough.notes == () and 0.0 < cheap_enough.choice.quality < 1.0  # under 1x: no advice

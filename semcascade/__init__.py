@@ -17,6 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from semcascade.aggregation import Consensus, consensus
+from semcascade.calibration import (
+    CalibrationReport,
+    Envelope,
+    ThresholdChoice,
+    calibrate_run,
+    calibrate_thresholds,
+    model_pool,
+    pairwise_envelope,
+)
 from semcascade.cascade import Cascade, PromptLike, normalize_messages
 from semcascade.config import (
     CascadeConfig,
@@ -28,6 +37,7 @@ from semcascade.config import (
 )
 from semcascade.errors import (
     AuthenticationError,
+    CalibrationError,
     CascadeFailedError,
     ConfigError,
     EmptyPromptError,
@@ -43,6 +53,14 @@ from semcascade.errors import (
     SemcascadeError,
     UnknownModelError,
 )
+from semcascade.memory import (
+    InMemoryStrategyStore,
+    MemoryConfig,
+    MemoryStoreError,
+    SQLiteStrategyStore,
+    StrategyMemory,
+    StrategyStore,
+)
 from semcascade.policy import Decision, DeferralPolicy, ThresholdPolicy, create_policy, register_policy
 from semcascade.providers import (
     Completion,
@@ -53,7 +71,17 @@ from semcascade.providers import (
     create_provider,
     register_provider,
 )
-from semcascade.result import CascadeResult, SampleTrace, TierTrace
+from semcascade.result import CascadeResult, MemoryTrace, SampleTrace, TierTrace
+from semcascade.routing import (
+    ConstantRouter,
+    PIKModel,
+    PIKRouter,
+    RoutedCascade,
+    Router,
+    RouterArtifactError,
+    RouterError,
+    train_pik,
+)
 from semcascade.scoring._registry import available_scorers, create_scorer, register_scorer
 from semcascade.scoring.base import AgreementScorer, PairJudgement
 
@@ -62,6 +90,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AgreementScorer",
     "AuthenticationError",
+    "CalibrationError",
+    "CalibrationReport",
     "Cascade",
     "CascadeConfig",
     "CascadeFailedError",
@@ -70,16 +100,24 @@ __all__ = [
     "CompletionRequest",
     "ConfigError",
     "Consensus",
+    "ConstantRouter",
     "Decision",
     "DeferralPolicy",
     "EmptyPromptError",
+    "Envelope",
     "EquivalenceConfig",
+    "InMemoryStrategyStore",
     "LiteLLMProvider",
     "LocalServerConfig",
     "LocalServerError",
     "MalformedResponseError",
+    "MemoryConfig",
+    "MemoryStoreError",
+    "MemoryTrace",
     "MissingAPIKeyError",
     "MockProvider",
+    "PIKModel",
+    "PIKRouter",
     "PairJudgement",
     "PromptError",
     "PromptTooLongError",
@@ -87,16 +125,26 @@ __all__ = [
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RoutedCascade",
+    "Router",
+    "RouterArtifactError",
+    "RouterError",
+    "SQLiteStrategyStore",
     "SampleTrace",
     "ScorerConfig",
     "ScorerError",
     "SemcascadeError",
+    "StrategyMemory",
+    "StrategyStore",
+    "ThresholdChoice",
     "ThresholdPolicy",
     "TierConfig",
     "TierTrace",
     "UnknownModelError",
     "__version__",
     "available_scorers",
+    "calibrate_run",
+    "calibrate_thresholds",
     "consensus",
     "create_policy",
     "create_provider",
@@ -104,10 +152,13 @@ __all__ = [
     "generate",
     "generate_sync",
     "load_config",
+    "model_pool",
     "normalize_messages",
+    "pairwise_envelope",
     "register_policy",
     "register_provider",
     "register_scorer",
+    "train_pik",
 ]
 
 ConfigLike = CascadeConfig | str | Path | Mapping[str, Any] | None

@@ -21,6 +21,7 @@ from semcascade.errors import (
     EmptyPromptError,
     PromptTooLongError,
 )
+from semcascade.memory.hooks import StrategyMemory
 from semcascade.policy import DeferralPolicy, create_policy
 from semcascade.providers import LiteLLMProvider, Provider
 from semcascade.result import CascadeResult, TierTrace
@@ -148,6 +149,7 @@ class Cascade:
         scorer: AgreementScorer | None = None,
         policy: DeferralPolicy | None = None,
         local_server: LocalServer | None = None,
+        memory: StrategyMemory | None = None,
     ) -> None:
         self.config: CascadeConfig = load_config(config)
         self._provider = provider
@@ -158,6 +160,7 @@ class Cascade:
         self._tiers: list[ResolvedTier] | None = None
         self._setup_lock = threading.Lock()
         self._confidence: dict[str, ConfidenceModel] = {}
+        self.memory = memory if memory is not None else StrategyMemory.from_config(self.config.memory)
         self._check_static()
 
     # ------------------------------------------------------------------ set-up
@@ -331,11 +334,14 @@ class Cascade:
         tiers = await asyncio.to_thread(self._setup) if self._tiers is None else self._tiers
         assert self._provider is not None and self._scorer is not None
         question = _question(base_messages)
+        session = await self.memory.session(question) if self.memory is not None else None
         trace: list[TierTrace] = []
         for i, tier in enumerate(tiers):
             is_last = i == len(tiers) - 1
             cfg = tier.config
             messages = normalize_messages(base_messages, cfg.system_prompt or self.config.system_prompt)
+            if session is not None:
+                messages = session.augment(i, messages, cfg.name)
             t0 = time.perf_counter()
             drawn = await sample_tier(tier, messages, self._provider, answer_format=self.config.answer_format)
             t_sampled = time.perf_counter()
@@ -346,7 +352,8 @@ class Cascade:
                 )
             )
             if tt.decision in ("accept", "abstain"):
-                return self._result(trace, i, started)
+                result = self._result(trace, i, started)
+                return result if session is None else await session.learn(result, tier, self._provider, is_last=is_last)
         partial = [t.answer for t in trace if t.answer is not None]
         raise CascadeFailedError(
             "no tier produced an answer: "

@@ -124,6 +124,67 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(config=args.config, questions=args.question or None)
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from semcascade.calibration import calibrate_run, write_calibrated_config
+    from semcascade.errors import CalibrationError
+
+    if (args.budget is None) == (args.quality is None):
+        raise CalibrationError("give exactly one target: --budget X (cost vs the final tier alone) or --quality Y")
+    quality, relative = None, False
+    if args.quality is not None:
+        text = args.quality.strip()
+        relative = text.endswith("%")
+        try:
+            quality = float(text.rstrip("%")) / (100.0 if relative else 1.0)
+        except ValueError:
+            raise CalibrationError(
+                f"--quality {args.quality!r} is not a number; give e.g. 0.11 (absolute) or 95% (of final tier alone)"
+            ) from None
+    rep = calibrate_run(
+        args.results, budget=args.budget, quality=quality, quality_relative=relative, signal=args.signal,
+        method=args.method, seed=args.seed,
+    )  # fmt: skip
+    print(rep.text())
+    if not args.dry_run:
+        command = "semcascade " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("semcascade") else None
+        path = write_calibrated_config(rep, args.out, config=args.config, command=command)
+        print(f"\nwrote {path}")
+    return 0
+
+
+def _cmd_envelope(args: argparse.Namespace) -> int:
+    from semcascade.calibration import model_pool, pairwise_envelope, plot_envelope
+    from semcascade.evaluation.records import load_run
+
+    runs = [load_run(p) for p in args.results]
+    signal = args.signal or runs[0].shipped_signal or "embedding"
+    env = pairwise_envelope(model_pool(runs), signal)
+    print(env.text())
+    title = " + ".join(str(r.report.get("dataset", r.path.name)) for r in runs[:1]) + f" (n={env.n})"
+    metric = str(runs[0].report.get("quality_metric", "quality"))
+    print(f"\nwrote {plot_envelope(env, args.out, title=f'{title}: pairwise envelope', quality_label=metric)}")
+    return 0
+
+
+def _cmd_train_router(args: argparse.Namespace) -> int:
+    from semcascade.routing import train_pik
+
+    model = train_pik(
+        args.results, seed=args.seed, validation_share=args.validation_share, label=args.label, signal=args.signal
+    )
+    path = model.save(args.out)
+    t = model.training
+    print(f"trained on {t['n_train']} examples, validation {t['n_validation']}, test {t['n_test']} (seed {args.seed})")
+    for tier in model.tiers:
+        m = tier.metrics
+        auc = {s: "n/a" if m.get(f"{s}_auroc") is None else f"{m[f'{s}_auroc']:.3f}" for s in ("validation", "test")}
+        val = f"{m['validation_positive']}/{m['validation_n']}"
+        test = f"{m['test_positive']}/{m['test_n']}"
+        print(f"{tier.name}: AUROC validation {auc['validation']} ({val} right), test {auc['test']} ({test} right)")
+    print(f"wrote {path}")
+    return 0
+
+
 def _jsonable(obj: Any) -> Any:
     import dataclasses
     from pathlib import Path
@@ -188,6 +249,33 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--name", default=None, help="model name recorded in the artifact")
     fc.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the standardised weights")
     fc.set_defaults(func=_cmd_fit_confidence)
+
+    ca = sub.add_parser("calibrate", help="choose thresholds from eval results for a cost budget or quality target")
+    ca.add_argument("results", help="a folder written by `semcascade eval` (holds examples.jsonl)")
+    ca.add_argument("--budget", type=float, default=None, help="max cost as a multiple of the final tier alone")
+    ca.add_argument("--quality", default=None, help="min quality: absolute (0.11) or %% of the final tier alone (95%%)")
+    ca.add_argument("--signal", default=None, help="deferral signal to calibrate (default: the run's shipped one)")
+    ca.add_argument("--method", default="auto", choices=["auto", "exact", "shadow-price"])
+    ca.add_argument("--config", "-c", default=None, help="the config the run used (default: from report.json)")
+    ca.add_argument("--out", default="configs/calibrated.yaml", help="where to write the calibrated config")
+    ca.add_argument("--dry-run", action="store_true", help="print the choice, write nothing")
+    ca.add_argument("--seed", type=int, default=0, help="seed of the 50/50 fallback split")
+    ca.set_defaults(func=_cmd_calibrate)
+
+    en = sub.add_parser("envelope", help="pairwise envelope of a model pool: every two-tier cascade, switching points")
+    en.add_argument("results", nargs="+", help="eval result folders over the same examples (each tier is a model)")
+    en.add_argument("--signal", default=None, help="deferral signal (default: the first run's shipped one)")
+    en.add_argument("--out", default="envelope.png", help="PNG plot of the pair curves and the envelope")
+    en.set_defaults(func=_cmd_envelope)
+
+    tr = sub.add_parser("train-router", help="train the black-box P(IK) router from eval results")
+    tr.add_argument("results", help="a folder written by `semcascade eval` (holds examples.jsonl)")
+    tr.add_argument("--out", default="models/router.json", help="where to write the router artifact (JSON)")
+    tr.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
+    tr.add_argument("--validation-share", type=float, default=0.25, help="share of the non-test examples held out")
+    tr.add_argument("--label", default="consensus", choices=["consensus", "greedy"], help="which answer is judged")
+    tr.add_argument("--signal", default="embedding", help="whose consensus answer counts (with --label consensus)")
+    tr.set_defaults(func=_cmd_train_router)
 
     local = sub.add_parser("local", help="the embedded local models and llama-server")
     lsub = local.add_subparsers(dest="local_command", required=True)

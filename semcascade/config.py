@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from semcascade.answers import AnswerFormat
 from semcascade.errors import ConfigError, MissingAPIKeyError
+from semcascade.memory.config import MemoryConfig
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -184,6 +185,7 @@ class CascadeConfig(_Strict):
     )
     max_prompt_chars: int = Field(default=200_000, ge=1)
     local_server: LocalServerConfig = Field(default_factory=LocalServerConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
 
     @model_validator(mode="after")
     def _unique_tier_names(self) -> CascadeConfig:

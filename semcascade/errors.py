@@ -17,6 +17,7 @@ message names the problem *and* the fix, and never contains a secret.
     │   └── MalformedResponseError
     ├── ScorerError                 an agreement scorer could not be built or run
     ├── LocalServerError            the managed llama-server could not be set up
+    ├── CalibrationError            eval results unusable, or a calibration target cannot be met
     └── CascadeFailedError          no tier produced an answer (carries the trace)
 """
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthenticationError",
+    "CalibrationError",
     "CascadeFailedError",
     "ConfidenceError",
     "ConfigError",
@@ -139,6 +141,10 @@ class ConfidenceError(ScorerError):
 
 class LocalServerError(SemcascadeError):
     """The managed local model server could not be built, started or reached."""
+
+
+class CalibrationError(SemcascadeError, ValueError):
+    """Eval results cannot be loaded or used (missing file, unknown signal), or no thresholds meet a target."""
 
 
 class CascadeFailedError(SemcascadeError):

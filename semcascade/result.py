@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["CascadeResult", "SampleTrace", "TierTrace"]
+__all__ = ["CascadeResult", "MemoryTrace", "RetrievedStrategy", "SampleTrace", "TierTrace"]
 
 TierDecision = Literal["accept", "escalate", "abstain", "failed"]
 
@@ -75,6 +75,31 @@ class TierTrace(_Frozen):
         return self.samples[self.representative].answer
 
 
+class RetrievedStrategy(_Frozen):
+    """A stored strategy retrieved for this request."""
+
+    id: int | None
+    similarity: float
+    strategy: str
+
+
+class MemoryTrace(_Frozen):
+    """What the strategy memory (Inter-Cascade) did for a request; its cost is in the result's cost."""
+
+    retrieved: list[RetrievedStrategy] = Field(default_factory=list)
+    injected_into: str | None = None
+    learned: bool = False
+    strategy: str | None = None
+    strategy_id: int | None = None
+    note: str = ""
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency_s: float = 0.0
+    errors: list[str] = Field(default_factory=list)
+
+
 class CascadeResult(_Frozen):
     """The answer of a cascade call and how it was reached.
 
@@ -96,6 +121,7 @@ class CascadeResult(_Frozen):
     cost: float
     flops: float | None = None
     latency_s: float
+    memory: MemoryTrace | None = None
 
     @property
     def escalated(self) -> bool:
@@ -152,6 +178,9 @@ class CascadeResult(_Frozen):
                 f"-> {t.decision:<8} ({t.reason}); {t.prompt_tokens}+{t.completion_tokens} tok, "
                 f"cost {t.cost:.3g}, {t.latency_s:.2f}s"
             )
+        if self.memory is not None:
+            m = self.memory
+            lines.append(f"  memory: {len(m.retrieved)} retrieved, injected into {m.injected_into or '-'}; {m.note}")
         flag = " [ABSTAINED: flag for human review]" if self.abstained else ""
         lines.append(
             f"  answered by {self.tier!r}{flag}; escalations {len(self.trace) - 1}; "

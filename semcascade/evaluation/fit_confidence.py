@@ -23,7 +23,7 @@ from semcascade.evaluation.collect import record_evidence
 from semcascade.evaluation.datasets import load_dataset
 from semcascade.evaluation.metrics import auroc
 from semcascade.evaluation.prompts import get_template
-from semcascade.evaluation.replay import load_records
+from semcascade.evaluation.records import load_records
 
 __all__ = ["DEFAULT_FEATURES", "FitReport", "fit_confidence"]
 

@@ -8,11 +8,8 @@ path a request would have taken.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,7 +19,6 @@ __all__ = [
     "Outcome",
     "TierRecord",
     "cascade_outcomes",
-    "load_records",
     "oracle_outcomes",
     "pareto_front",
     "random_curve",
@@ -72,24 +68,6 @@ class TierRecord:
 class ExampleRecord:
     id: str
     tiers: list[TierRecord]
-
-
-def load_records(path: str | os.PathLike[str]) -> list[ExampleRecord]:
-    """The records of a harness run: its ``examples.jsonl`` (or the directory holding it)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "examples.jsonl"
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such results file; run `semcascade eval ... --out DIR` first")
-    known = {f.name for f in fields(TierRecord)}
-    out = []
-    with p.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                row = json.loads(line)
-                tiers = [TierRecord(**{k: v for k, v in t.items() if k in known}) for t in row["tiers"]]
-                out.append(ExampleRecord(id=str(row["id"]), tiers=tiers))
-    return out
 
 
 @dataclass(frozen=True)

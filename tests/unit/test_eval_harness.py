@@ -99,7 +99,7 @@ def _nq_answers() -> dict[str, str]:
 async def test_fit_confidence_on_calibration_then_report_it_on_test(tmp_path: Path) -> None:
     from semcascade.cli import main
     from semcascade.evaluation.fit_confidence import fit_confidence
-    from semcascade.evaluation.replay import load_records
+    from semcascade.evaluation.records import load_records
 
     provider = MockProvider(handler_lp)
     cfg = {**CFG, "tiers": [{**CFG["tiers"][0], "logprobs": True, "include_greedy": True}, CFG["tiers"][1]]}

@@ -1,0 +1,448 @@
+"""Black-box P(IK): per tier, a logistic model of "this tier answers correctly" from the query alone.
+
+Trained from a harness run's ``examples.jsonl`` (per example: ``id``,
+``input``, and per tier ``sample_quality``/``greedy_quality``/``consensus``).
+Splits: the examples :func:`semcascade.evaluation.splits.split_of` puts in
+``test`` are held out; the rest (the calibration split) is divided, by a
+seeded shuffle, into train and validation. The regularisation strength is
+chosen on validation AUROC; the reported test AUROC is never used for a choice.
+
+The fitted model is a versioned JSON artifact (weights, standardisation,
+feature spec, embedding model id, training data hash, metrics; no pickle),
+so it is readable, diffable and safe to load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from semcascade.errors import SemcascadeError
+from semcascade.evaluation.metrics import auroc
+from semcascade.evaluation.splits import split_of
+from semcascade.routing.features import (
+    CHEAP_FEATURES,
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_MAX_CHARS,
+    Embedder,
+    FloatArray,
+    default_embedder,
+    query_features,
+)
+
+__all__ = [
+    "ARTIFACT_FORMAT",
+    "ARTIFACT_VERSION",
+    "LabelKind",
+    "LoggedExample",
+    "PIKModel",
+    "RouterArtifactError",
+    "RouterError",
+    "TierModel",
+    "load_examples",
+    "split_examples",
+    "train_pik",
+]
+
+ARTIFACT_FORMAT = "semcascade.router"
+ARTIFACT_VERSION = 1
+LabelKind = Literal["consensus", "greedy"]
+#: regularisation strengths tried; the best validation AUROC wins (ties: the stronger regularisation)
+C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0)
+
+
+class RouterError(SemcascadeError, ValueError):
+    """A router cannot be trained or used (unusable eval logs, bad options, wrong number of tiers)."""
+
+
+class RouterArtifactError(RouterError):
+    """A router artifact file is missing, not JSON, of another format/version, or inconsistent."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class LoggedExample:
+    """One logged example: its id, query and whether each tier answered it correctly."""
+
+    id: str
+    input: str
+    correct: tuple[bool, ...]
+
+
+def _label(tier: dict[str, Any], kind: LabelKind, signal: str, min_quality: float, where: str) -> bool:
+    if kind == "greedy":
+        q = tier.get("greedy_quality")
+    else:
+        qualities = tier.get("sample_quality")
+        if not isinstance(qualities, list) or not qualities:
+            raise RouterError(f"{where}: 'sample_quality' is missing or empty; re-run `semcascade eval`")
+        idx = (tier.get("consensus") or {}).get(signal, 0)
+        if not isinstance(idx, int) or not 0 <= idx < len(qualities):
+            raise RouterError(f"{where}: consensus[{signal!r}] = {idx!r} is not a sample index")
+        q = qualities[idx]
+    if not isinstance(q, int | float) or isinstance(q, bool) or not math.isfinite(q):
+        raise RouterError(f"{where}: the {kind} quality is {q!r}, not a number; re-run `semcascade eval`")
+    return float(q) >= min_quality
+
+
+def resolve_examples_file(results: str | os.PathLike[str]) -> Path:
+    path = Path(results)
+    if path.is_dir():
+        path = path / "examples.jsonl"
+    if not path.is_file():
+        raise RouterError(
+            f"{str(path)!r}: no such eval log; pass a results folder written by `semcascade eval` "
+            "(it holds examples.jsonl) or the examples.jsonl file itself"
+        )
+    return path
+
+
+def load_examples(
+    results: str | os.PathLike[str],
+    *,
+    label: LabelKind = "consensus",
+    signal: str = "embedding",
+    min_quality: float = 0.5,
+) -> tuple[list[LoggedExample], str]:
+    """The logged examples of a results folder (or ``examples.jsonl``) and the file's SHA-256.
+
+    A tier is correct when the quality of its answer is >= ``min_quality``;
+    its answer is the consensus sample under ``signal`` (what the cascade
+    returns; a one-sample tier's only sample) or, with ``label="greedy"``, its
+    greedy output.
+    """
+    path = resolve_examples_file(results)
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    out: list[LoggedExample] = []
+    n_tiers: int | None = None
+    for lineno, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RouterError(
+                f"{where}: not JSON ({exc.msg}); the eval log is damaged, re-run `semcascade eval`"
+            ) from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or not isinstance(rec.get("input"), str):
+            raise RouterError(f"{where}: needs string 'id' and 'input' fields; is this a semcascade examples.jsonl?")
+        tiers = rec.get("tiers")
+        if not isinstance(tiers, list) or not tiers or not all(isinstance(t, dict) for t in tiers):
+            raise RouterError(f"{where}: 'tiers' must be a non-empty list of objects")
+        if n_tiers is None:
+            n_tiers = len(tiers)
+        elif len(tiers) != n_tiers:
+            raise RouterError(f"{where}: {len(tiers)} tiers, but earlier examples have {n_tiers}; mixed runs?")
+        correct = tuple(_label(t, label, signal, min_quality, f"{where} tier {i}") for i, t in enumerate(tiers))
+        out.append(LoggedExample(id=rec["id"], input=rec["input"], correct=correct))
+    if not out:
+        raise RouterError(f"{str(path)!r} holds no examples; run `semcascade eval` first")
+    return out, digest
+
+
+def split_examples(
+    examples: Sequence[LoggedExample], *, seed: int = 0, validation_share: float = 0.25
+) -> dict[str, list[LoggedExample]]:
+    """``test`` (by hashed id, as in the harness) and a seeded ``train``/``validation`` split of the rest."""
+    if not 0.0 < validation_share < 1.0:
+        raise RouterError(f"validation_share must be in (0, 1), got {validation_share!r}")
+    test = [e for e in examples if split_of(e.id) == "test"]
+    rest = sorted((e for e in examples if split_of(e.id) != "test"), key=lambda e: e.id)
+    random.Random(seed).shuffle(rest)
+    n_val = round(len(rest) * validation_share)
+    return {"train": rest[n_val:], "validation": rest[:n_val], "test": test}
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _sigmoid(z: FloatArray) -> FloatArray:
+    out: FloatArray = 1.0 / (1.0 + np.exp(-np.clip(z, -500.0, 500.0)))
+    return out
+
+
+@dataclass(frozen=True)
+class TierModel:
+    """Logistic model of one tier: P(correct) = sigmoid(((x - mean) / scale) . weights + intercept)."""
+
+    index: int
+    name: str
+    weights: tuple[float, ...]
+    intercept: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    C: float | None
+    constant: bool = False
+    metrics: dict[str, float | int | None] = field(default_factory=dict)
+
+    def predict(self, x: FloatArray) -> FloatArray:
+        z = ((x - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.weights) + self.intercept
+        return _sigmoid(z)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "name": self.name,
+            "C": self.C,
+            "constant": self.constant,
+            "intercept": self.intercept,
+            "weights": list(self.weights),
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+            "metrics": dict(self.metrics),
+        }
+
+
+def _fit(x: FloatArray, y: Sequence[bool], C: float) -> tuple[np.ndarray, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=C, solver="lbfgs", max_iter=5000, class_weight="balanced")
+    model.fit(x, np.asarray(y, dtype=int))
+    return np.asarray(model.coef_[0], dtype=np.float64), float(model.intercept_[0])
+
+
+def _auroc(p: FloatArray, y: Sequence[bool]) -> float | None:
+    if len(y) == 0:
+        return None
+    return auroc([float(v) for v in p], list(y))
+
+
+def _train_tier(index: int, name: str, x: dict[str, FloatArray], y: dict[str, list[bool]]) -> TierModel:
+    xtr, ytr = x["train"], y["train"]
+    mean = xtr.mean(axis=0)
+    scale = xtr.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    rate = float(np.mean(ytr)) if ytr else 0.5
+    counts: dict[str, float | int | None] = {}
+    for s in ("train", "validation", "test"):
+        counts[f"{s}_n"] = len(y[s])
+        counts[f"{s}_positive"] = int(sum(y[s]))
+    if len(set(ytr)) < 2:  # one class only: predict its rate (clipped), nothing to learn
+        p = min(max(rate, 1e-3), 1 - 1e-3)
+        w = np.zeros(xtr.shape[1])
+        model = TierModel(index, name, tuple(w), math.log(p / (1 - p)), tuple(mean), tuple(scale), None, True)
+    else:
+        best: tuple[float, float, np.ndarray, float] | None = None  # (val auroc, -C, w, b)
+        for C in C_GRID:
+            w, b = _fit((xtr - mean) / scale, ytr, C)
+            trial = TierModel(index, name, tuple(w), b, tuple(mean), tuple(scale), C)
+            val = _auroc(trial.predict(x["validation"]), y["validation"]) if y["validation"] else None
+            key = (-1.0 if val is None else val, -C)
+            if best is None or key > best[:2]:
+                best = (key[0], key[1], w, b)
+        assert best is not None
+        model = TierModel(index, name, tuple(float(v) for v in best[2]), best[3], tuple(mean), tuple(scale), -best[1])
+    metrics = dict(counts)
+    for s in ("train", "validation", "test"):
+        metrics[f"{s}_auroc"] = _auroc(model.predict(x[s]), y[s]) if len(y[s]) else None
+    return TierModel(**{**model.__dict__, "metrics": metrics})
+
+
+@dataclass(frozen=True)
+class PIKModel:
+    """Per-tier P(correct) models over query features; load/save as a versioned JSON artifact."""
+
+    tiers: tuple[TierModel, ...]
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embedding_dimension: int = 384
+    max_chars: int = DEFAULT_MAX_CHARS
+    cheap_features: tuple[str, ...] = CHEAP_FEATURES
+    label: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def n_tiers(self) -> int:
+        return len(self.tiers)
+
+    @property
+    def tier_names(self) -> list[str]:
+        return [t.name for t in self.tiers]
+
+    def predict_features(self, x: FloatArray) -> FloatArray:
+        """P(correct) per row of a feature matrix and tier: shape (n, n_tiers)."""
+        return np.stack([t.predict(x) for t in self.tiers], axis=1) if len(x) else np.zeros((0, self.n_tiers))
+
+    # -- artifact
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": ARTIFACT_FORMAT,
+            "version": ARTIFACT_VERSION,
+            "kind": "pik-logistic",
+            "created_at": self.created_at,
+            "embedding_model": self.embedding_model,
+            "embedding_dimension": self.embedding_dimension,
+            "feature_spec": {
+                "max_chars": self.max_chars,
+                "embedding": True,
+                "cheap_features": list(self.cheap_features),
+                "order": "embedding then cheap_features",
+            },
+            "label": self.label,
+            "training": self.training,
+            "tiers": [t.to_json() for t in self.tiers],
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the artifact (JSON) to ``path``, creating its folder."""
+        out = Path(path)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(out.name + ".tmp")
+            tmp.write_text(json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+            tmp.replace(out)
+        except OSError as exc:
+            raise RouterArtifactError(f"cannot write router artifact {str(out)!r}: {exc}; check the path") from None
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PIKModel:
+        """Read an artifact written by :meth:`save`; any problem is a :class:`RouterArtifactError`."""
+        src = Path(path)
+        fix = "retrain it with `semcascade train-router RESULTS_DIR --out FILE`"
+        try:
+            data = json.loads(src.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RouterArtifactError(f"router artifact {str(src)!r} not found; {fix}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RouterArtifactError(f"router artifact {str(src)!r} is not readable JSON ({exc}); {fix}") from None
+        try:
+            return cls.from_json(data)
+        except RouterArtifactError as exc:
+            raise RouterArtifactError(f"router artifact {str(src)!r}: {exc}; {fix}") from None
+
+    @classmethod
+    def from_json(cls, data: Any) -> PIKModel:
+        if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
+            raise RouterArtifactError(f"not a semcascade router (format={_get(data, 'format')!r})")
+        if data.get("version") != ARTIFACT_VERSION:
+            raise RouterArtifactError(f"version {data.get('version')!r} is not the supported {ARTIFACT_VERSION}")
+        try:
+            spec = data["feature_spec"]
+            cheap = tuple(str(f) for f in spec["cheap_features"])
+            dim = int(data["embedding_dimension"])
+            n_features = dim + len(cheap)
+            tiers = []
+            for i, t in enumerate(data["tiers"]):
+                weights, mean, scale = (tuple(float(v) for v in t[k]) for k in ("weights", "mean", "scale"))
+                if not len(weights) == len(mean) == len(scale) == n_features:
+                    raise RouterArtifactError(
+                        f"tier {i} has {len(weights)} weights, {len(mean)} means and {len(scale)} scales; "
+                        f"the feature spec needs {n_features}"
+                    )
+                if not all(math.isfinite(v) for v in (*weights, *mean, *scale)) or any(s <= 0 for s in scale):
+                    raise RouterArtifactError(f"tier {i} has non-finite weights or non-positive scales")
+                tiers.append(
+                    TierModel(
+                        index=int(t["index"]),
+                        name=str(t["name"]),
+                        weights=weights,
+                        intercept=float(t["intercept"]),
+                        mean=mean,
+                        scale=scale,
+                        C=None if t.get("C") is None else float(t["C"]),
+                        constant=bool(t.get("constant", False)),
+                        metrics=dict(t.get("metrics") or {}),
+                    )
+                )
+            if not tiers:
+                raise RouterArtifactError("it has no tiers")
+            return cls(
+                tiers=tuple(tiers),
+                embedding_model=str(data["embedding_model"]),
+                embedding_dimension=dim,
+                max_chars=int(spec["max_chars"]),
+                cheap_features=cheap,
+                label=dict(data.get("label") or {}),
+                training=dict(data.get("training") or {}),
+                created_at=float(data.get("created_at", 0.0)),
+            )
+        except RouterArtifactError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RouterArtifactError(f"missing or malformed field ({type(exc).__name__}: {exc})") from None
+
+
+def _get(data: Any, key: str) -> Any:
+    return data.get(key) if isinstance(data, dict) else None
+
+
+def _tier_names_from_report(folder: Path, n_tiers: int) -> list[str]:
+    """Tier names from the run's report.json ("<tier> alone (greedy)" rows, in order), else tier0..."""
+    try:
+        rows = json.loads((folder / "report.json").read_text(encoding="utf-8")).get("systems", [])
+        names = [r["system"].removesuffix(" alone (greedy)") for r in rows if r["system"].endswith(" alone (greedy)")]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        names = []
+    return names if len(names) == n_tiers else [f"tier{i}" for i in range(n_tiers)]
+
+
+def train_pik(
+    results: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    validation_share: float = 0.25,
+    label: LabelKind = "consensus",
+    signal: str = "embedding",
+    min_quality: float = 0.5,
+    embedder: Embedder | None = None,
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+    max_chars: int = DEFAULT_MAX_CHARS,
+) -> PIKModel:
+    """Fit one P(correct) model per tier from a harness results folder (see the module doc)."""
+    examples, digest = load_examples(results, label=label, signal=signal, min_quality=min_quality)
+    splits = split_examples(examples, seed=seed, validation_share=validation_share)
+    if not splits["train"]:
+        raise RouterError(
+            f"no training examples: all {len(examples)} examples are in the test split; "
+            "evaluate more examples (about 30% of ids land in the calibration split)"
+        )
+    emb = embedder if embedder is not None else default_embedder()
+    x = {s: query_features([e.input for e in rows], emb, max_chars=max_chars) for s, rows in splits.items()}
+    dim = x["train"].shape[1] - len(CHEAP_FEATURES)
+    for s in x:
+        if len(x[s]) == 0:
+            x[s] = np.zeros((0, x["train"].shape[1]))
+    path = resolve_examples_file(results)
+    n_tiers = len(examples[0].correct)
+    names = _tier_names_from_report(path.parent, n_tiers)
+    tiers = tuple(
+        _train_tier(i, names[i], x, {s: [e.correct[i] for e in rows] for s, rows in splits.items()})
+        for i in range(n_tiers)
+    )
+    return PIKModel(
+        tiers=tiers,
+        embedding_model=embedding_model,
+        embedding_dimension=dim,
+        max_chars=max_chars,
+        label={"kind": label, "signal": signal, "min_quality": min_quality},
+        training={
+            "source": str(path),
+            "sha256": digest,
+            "n_examples": len(examples),
+            "seed": seed,
+            "validation_share": validation_share,
+            "split_rule": "test = semcascade.evaluation.splits.split_of(id) == 'test'; "
+            "the rest shuffled by seed into train/validation",
+            "n_train": len(splits["train"]),
+            "n_validation": len(splits["validation"]),
+            "n_test": len(splits["test"]),
+            "C_grid": list(C_GRID),
+            "classifier": "sklearn LogisticRegression(lbfgs, class_weight=balanced) on standardised features",
+        },
+    )

@@ -1,0 +1,201 @@
+"""The cascade with strategy memory: learn after a confident escalation, inject into the cheap tier only.
+
+Queries are embedded by the real bundled MiniLM (the memory's default embedder);
+the models are a MockProvider, so the test asserts on the exact messages each
+tier received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from semcascade import Cascade, MockProvider, PairJudgement
+from semcascade.memory import InMemoryStrategyStore, MemoryConfig, MemoryStoreError, StrategyEntry, StrategyMemory
+from semcascade.memory.prompts import STRATEGY_SYSTEM_PROMPT, clean_strategy, inject_strategies
+from semcascade.memory.store import AddResult
+from semcascade.providers import Completion, CompletionRequest
+
+AUSTEN = "Who wrote the novel Pride and Prejudice?"
+DICKENS = "Who wrote the novel Great Expectations?"  # MiniLM cosine with AUSTEN: 0.57
+WATER = "What is the boiling point of water in Fahrenheit?"  # cosine with AUSTEN: 0.10
+STRATEGY = "Recall the era and literary movement of the book, then name its author in full. The answer is Jane Austen."
+
+
+class ExactScorer:
+    name = "exact"
+    kind = "similarity"
+
+    async def judge(self, question: str, pairs: Sequence[tuple[str, str]]) -> list[PairJudgement]:
+        return [PairJudgement(float(a == b), float(a == b)) for a, b in pairs]
+
+
+class Models:
+    """Cheap tier disagrees on every question; strong answers; strategy requests get STRATEGY."""
+
+    def __init__(self) -> None:
+        self.provider = MockProvider(self.handle)
+
+    def handle(self, req: CompletionRequest) -> Completion:
+        system = next((m["content"] for m in req.messages if m["role"] == "system"), "")
+        if system == STRATEGY_SYSTEM_PROMPT:
+            return MockProvider.texts(req.model, [STRATEGY], prompt_tokens=50)
+        if req.model == "openai/cheap":
+            return MockProvider.texts(req.model, ["a", "b", "c", "d"][: req.n], prompt_tokens=20)
+        return MockProvider.texts(req.model, ["Jane Austen"], prompt_tokens=20)
+
+    def requests(self, model: str) -> list[CompletionRequest]:
+        return [
+            r
+            for r in self.provider.calls
+            if r.model == model and r.messages[0].get("content") != STRATEGY_SYSTEM_PROMPT
+        ]
+
+    def strategy_requests(self) -> list[CompletionRequest]:
+        return [r for r in self.provider.calls if r.messages[0].get("content") == STRATEGY_SYSTEM_PROMPT]
+
+
+def config(**memory: Any) -> dict[str, Any]:
+    return {
+        "system_prompt": "Answer briefly.",
+        "tiers": [
+            {
+                "name": "cheap",
+                "model": "openai/cheap",
+                "k": 4,
+                "threshold": 0.5,
+                "input_cost_per_token": 1e-6,
+                "output_cost_per_token": 1e-6,
+            },
+            {
+                "name": "strong",
+                "model": "openai/strong",
+                "k": 1,
+                "temperature": 0.0,
+                "input_cost_per_token": 1e-5,
+                "output_cost_per_token": 2e-5,
+            },
+        ],
+        "memory": {"enabled": True, "store": "memory", "min_similarity": 0.45, **memory},
+    }
+
+
+def make(**memory: Any) -> tuple[Cascade, Models]:
+    models = Models()
+    return Cascade(config(**memory), provider=models.provider, scorer=ExactScorer()), models
+
+
+def system_of(req: CompletionRequest) -> str:
+    return str(next(m["content"] for m in req.messages if m["role"] == "system"))
+
+
+async def test_learns_after_escalation_and_injects_into_cheap_tier_on_similar_query() -> None:
+    cascade, models = make()
+    first = await cascade.generate(AUSTEN)
+    assert first.tier == "strong" and first.text == "Jane Austen"
+    assert first.memory is not None and first.memory.learned and first.memory.strategy_id is not None
+    # the strategy request went to the strong model, with the question, asking not to answer
+    (sreq,) = models.strategy_requests()
+    assert sreq.model == "openai/strong" and sreq.n == 1 and sreq.max_tokens == 128
+    assert AUSTEN in sreq.messages[1]["content"]
+    # the sentence stating the answer was stripped before storing
+    assert first.memory.strategy == "Recall the era and literary movement of the book, then name its author in full."
+    # the strategy call is paid for and counted
+    strategy_cost = 50 * 1e-5 + len(STRATEGY.split()) * 2e-5
+    assert first.memory.cost == pytest.approx(strategy_cost)
+    assert first.cost == pytest.approx(sum(t.cost for t in first.trace) + strategy_cost)
+    assert first.prompt_tokens == sum(t.prompt_tokens for t in first.trace) + 50
+    assert "memory:" in first.summary()
+
+    models.provider.calls.clear()
+    second = await cascade.generate(DICKENS)
+    cheap_req = models.requests("openai/cheap")[0]
+    assert system_of(cheap_req).startswith("Answer briefly.")
+    assert first.memory.strategy in system_of(cheap_req)
+    assert "Jane Austen" not in system_of(cheap_req)
+    # the strong tier's prompt is untouched
+    (strong_req,) = models.requests("openai/strong")
+    assert system_of(strong_req) == "Answer briefly."
+    assert second.memory is not None and second.memory.injected_into == "cheap"
+    assert [r.id for r in second.memory.retrieved] == [first.memory.strategy_id]
+    assert 0.45 <= second.memory.retrieved[0].similarity < 0.9
+
+    models.provider.calls.clear()
+    third = await cascade.generate(WATER)
+    assert system_of(models.requests("openai/cheap")[0]) == "Answer briefly."
+    assert third.memory is not None and third.memory.retrieved == [] and third.memory.injected_into is None
+
+
+class AgreeingModels(Models):
+    def handle(self, req: CompletionRequest) -> Completion:
+        return MockProvider.texts(req.model, ["same"] * req.n)
+
+
+async def test_no_learning_without_escalation_or_with_single_sample_learning_off() -> None:
+    models: Models = AgreeingModels()
+    cascade = Cascade(config(), provider=models.provider, scorer=ExactScorer())
+    r = await cascade.generate(AUSTEN)
+    assert r.tier == "cheap" and r.memory is not None and not r.memory.learned
+    assert "without escalation" in r.memory.note and models.strategy_requests() == []
+
+    cascade, models = make(learn_single_sample=False)
+    r = await cascade.generate(AUSTEN)
+    assert r.tier == "strong" and r.memory is not None and not r.memory.learned
+    assert "learn_single_sample is off" in r.memory.note and models.strategy_requests() == []
+    assert r.cost == pytest.approx(sum(t.cost for t in r.trace))
+
+
+async def test_memory_is_off_by_default_and_the_prompt_unchanged() -> None:
+    models = Models()
+    cfg = config()
+    del cfg["memory"]
+    cascade = Cascade(cfg, provider=models.provider, scorer=ExactScorer())
+    assert cascade.memory is None
+    r1 = await cascade.generate(AUSTEN)
+    await cascade.generate(DICKENS)
+    assert r1.memory is None and models.strategy_requests() == []
+    assert all(system_of(r) == "Answer briefly." for r in models.provider.calls)
+
+
+class BrokenStore(InMemoryStrategyStore):
+    def add(self, entry: StrategyEntry) -> AddResult:
+        raise MemoryStoreError("disk full")
+
+
+async def test_a_failing_store_never_loses_the_paid_answer() -> None:
+    models = Models()
+    memory = StrategyMemory(MemoryConfig(enabled=True), store=BrokenStore())
+    cascade = Cascade(config(), provider=models.provider, scorer=ExactScorer(), memory=memory)
+    r = await cascade.generate(AUSTEN)
+    assert r.text == "Jane Austen" and r.memory is not None and not r.memory.learned
+    assert r.memory.errors == ["disk full"] and r.memory.cost > 0  # still paid, still counted
+
+
+async def test_sqlite_memory_is_shared_by_two_cascades(tmp_path: Path) -> None:
+    path = str(tmp_path / "strategies.sqlite")
+    teacher, _ = make(store="sqlite", path=path)
+    await teacher.generate(AUSTEN)
+    student, models = make(store="sqlite", path=path)
+    await student.generate(DICKENS)
+    assert "name its author in full" in system_of(models.requests("openai/cheap")[0])
+
+
+def test_clean_strategy_drops_answer_sentences_and_preamble() -> None:
+    assert clean_strategy("Strategy: Think of the era. It was Jane Austen.", "Jane Austen") == "Think of the era."
+    assert clean_strategy("The answer is 42.", "42") == ""
+    assert clean_strategy("Check units first.", None) == "Check units first."
+    long = "word " * 400
+    assert len(clean_strategy(long, None, max_chars=100)) <= 100
+
+
+def test_inject_strategies_adds_or_extends_the_system_prompt() -> None:
+    msgs = [{"role": "user", "content": "q"}]
+    out = inject_strategies(msgs, ["S1", "S2"])
+    assert out[0]["role"] == "system" and "- S1\n- S2" in out[0]["content"] and out[1] == msgs[0]
+    assert msgs == [{"role": "user", "content": "q"}]  # not mutated
+    with_sys = inject_strategies([{"role": "system", "content": "Be brief."}, *msgs], ["S1"])
+    assert with_sys[0]["content"].startswith("Be brief.\n\n") and len(with_sys) == 2
+    assert inject_strategies(msgs, []) == msgs

@@ -138,3 +138,23 @@ def consensus(
     else:
         score = float((matrix.sum() - n) / (n * (n - 1)))
     return Consensus(matrix=matrix, clusters=clusters, representative=rep, score=score)
+
+
+def weighted_vote(
+    n: int, judgements: Sequence[PairJudgement], rule: EquivalenceConfig, weights: Sequence[float]
+) -> tuple[int, float]:
+    """The answer with the most weighted support among ``n`` pooled answers, and its support share.
+
+    An answer's support is the total weight of the answers equivalent to it
+    (itself included). Ties go to the later answer, so when answers are
+    pooled cheapest tier first, the stronger tier wins a tie.
+    """
+    if n < 1 or len(weights) != n:
+        raise ValueError("weighted_vote needs one weight per answer")
+    equiv = np.eye(n, dtype=bool)
+    for (i, j), jd in zip(pair_indices(n), judgements, strict=True):
+        equiv[i, j] = equiv[j, i] = is_equivalent(jd, rule)
+    w = np.asarray(weights, dtype=float)
+    support = equiv.astype(float) @ w
+    best = max(range(n), key=lambda i: (float(support[i]), i))
+    return best, float(support[best] / w.sum()) if w.sum() > 0 else 0.0

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from semcascade._limits import TierLimiter
-from semcascade.aggregation import Consensus, consensus, pair_indices
+from semcascade.aggregation import Consensus, consensus, pair_indices, weighted_vote
 from semcascade.confidence import ConfidenceModel, TierEvidence, load_confidence_model
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
 from semcascade.costs import tier_flops
@@ -353,6 +353,8 @@ class Cascade:
             )
             if tt.decision in ("accept", "abstain"):
                 result = self._result(trace, i, started)
+                if i > 0 and self.config.final_answer == "consensus":
+                    result = await self._vote(result, question)
                 return result if session is None else await session.learn(result, tier, self._provider, is_last=is_last)
         partial = [t.answer for t in trace if t.answer is not None]
         raise CascadeFailedError(
@@ -362,6 +364,23 @@ class Cascade:
             trace,
             partial,
         )
+
+    async def _vote(self, result: CascadeResult, question: str) -> CascadeResult:
+        """``final_answer: consensus``: the answer most supported across every tier that ran.
+
+        Each sample votes with its tier's ``vote_weight``; the winner is the
+        pooled answer with the most weighted support (ties: the later tier).
+        """
+        assert self._scorer is not None
+        pooled = [(t.tier, s.answer) for t in result.trace for s in t.samples if t.decision != "failed"]
+        weights = [self.config.tier(tier).vote_weight for tier, _ in pooled]
+        n = len(pooled)
+        if n < 2:
+            return result
+        js = await self._scorer.judge(question, [(pooled[a][1], pooled[b][1]) for a, b in pair_indices(n)])
+        best, support = weighted_vote(n, js, self.config.equivalence, weights)
+        won = {"text": pooled[best][1], "voted_from": pooled[best][0], "vote_support": support}
+        return result.model_copy(update=won)
 
     async def _score_and_decide(
         self, tier: ResolvedTier, drawn: TierSamples, question: str, prompt: str, *, is_last: bool

@@ -79,6 +79,9 @@ class TierConfig(_Strict):
     seed: int | None = None
     stop: list[str] | None = None
     logprobs: bool = False
+    vote_weight: float = Field(
+        default=1.0, ge=0.0, description="weight of each of this tier's samples in the consensus vote"
+    )
     include_greedy: bool = Field(
         default=False, description="draw one of the k samples at temperature 0 (it answers when in the consensus)"
     )

@@ -122,6 +122,9 @@ class CascadeResult(_Frozen):
     flops: float | None = None
     latency_s: float
     memory: MemoryTrace | None = None
+    #: ``final_answer: consensus``: the tier whose sample won the vote over every tier that ran, and its support
+    voted_from: str | None = None
+    vote_support: float | None = None
 
     @property
     def escalated(self) -> bool:

@@ -245,3 +245,35 @@ def test_trace_json_roundtrip_has_no_key(monkeypatch: pytest.MonkeyPatch) -> Non
     r = Cascade(cfg, provider=provider, scorer=ExactScorer()).generate_sync("q")
     assert provider.calls[0].api_key == "sk-planted-0123456789abcdef"
     assert "sk-planted" not in r.model_dump_json() and "sk-planted" not in repr(provider.calls[0])
+
+
+def test_consensus_mode_votes_across_every_tier_that_ran() -> None:
+    from semcascade.aggregation import weighted_vote
+
+    # the cheap tier splits 2-2 (escalates); the strong tier's answer sides with one half
+    def answer(req: CompletionRequest) -> Completion:
+        if req.model.endswith("cheap"):
+            return MockProvider.texts(req.model, ["Paris", "Paris", "Lyon", "Nice"][: req.n], prompt_tokens=5)
+        return MockProvider.texts(req.model, ["Lyon"], prompt_tokens=5)
+
+    base = config()
+    plain = Cascade(base, provider=MockProvider(answer), scorer=ExactScorer()).generate_sync("q")
+    assert plain.tier == "strong" and plain.text == "Lyon" and plain.voted_from is None
+    voting = Cascade({**base, "final_answer": "consensus"}, provider=MockProvider(answer), scorer=ExactScorer())
+    res = voting.generate_sync("q")
+    # Paris: 2 cheap votes; Lyon: 1 cheap + 1 strong vote -> tie, the stronger tier wins the tie
+    assert res.text == "Lyon" and res.voted_from == "strong" and res.vote_support == pytest.approx(2 / 5)
+    assert res.cost == pytest.approx(plain.cost)  # voting re-scores, it calls no model
+    # down-weighting the strong tier lets the cheap majority win
+    weighted = {**base, "final_answer": "consensus"}
+    weighted["tiers"] = [base["tiers"][0], {**base["tiers"][1], "vote_weight": 0.5}]
+    res = Cascade(weighted, provider=MockProvider(answer), scorer=ExactScorer()).generate_sync("q")
+    assert res.text == "Paris" and res.voted_from == "cheap"
+
+    same = PairJudgement(1.0, 1.0)
+    diff = PairJudgement(0.0, 0.0)
+    from semcascade.config import EquivalenceConfig
+
+    assert weighted_vote(3, [diff, diff, same], EquivalenceConfig(), [1.0, 1.0, 1.0]) == (2, pytest.approx(2 / 3))
+    with pytest.raises(ValueError):
+        weighted_vote(2, [same], EquivalenceConfig(), [1.0])

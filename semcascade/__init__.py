@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from semcascade.aggregation import Consensus, consensus
+from semcascade.aggregation import Consensus, consensus, weighted_vote
+from semcascade.answers import AnswerFormat, extract_answer
 from semcascade.calibration import (
     CalibrationReport,
     Envelope,
@@ -27,6 +28,7 @@ from semcascade.calibration import (
     pairwise_envelope,
 )
 from semcascade.cascade import Cascade, PromptLike, normalize_messages
+from semcascade.confidence import ConfidenceModel, LogisticConfidence, TierEvidence, load_confidence_model
 from semcascade.config import (
     CascadeConfig,
     EquivalenceConfig,
@@ -39,6 +41,7 @@ from semcascade.errors import (
     AuthenticationError,
     CalibrationError,
     CascadeFailedError,
+    ConfidenceError,
     ConfigError,
     EmptyPromptError,
     LocalServerError,
@@ -89,6 +92,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AgreementScorer",
+    "AnswerFormat",
     "AuthenticationError",
     "CalibrationError",
     "CalibrationReport",
@@ -98,6 +102,8 @@ __all__ = [
     "CascadeResult",
     "Completion",
     "CompletionRequest",
+    "ConfidenceError",
+    "ConfidenceModel",
     "ConfigError",
     "Consensus",
     "ConstantRouter",
@@ -110,6 +116,7 @@ __all__ = [
     "LiteLLMProvider",
     "LocalServerConfig",
     "LocalServerError",
+    "LogisticConfidence",
     "MalformedResponseError",
     "MemoryConfig",
     "MemoryStoreError",
@@ -139,9 +146,9 @@ __all__ = [
     "ThresholdChoice",
     "ThresholdPolicy",
     "TierConfig",
+    "TierEvidence",
     "TierTrace",
     "UnknownModelError",
-    "__version__",
     "available_scorers",
     "calibrate_run",
     "calibrate_thresholds",
@@ -149,8 +156,10 @@ __all__ = [
     "create_policy",
     "create_provider",
     "create_scorer",
+    "extract_answer",
     "generate",
     "generate_sync",
+    "load_confidence_model",
     "load_config",
     "model_pool",
     "normalize_messages",
@@ -159,6 +168,8 @@ __all__ = [
     "register_provider",
     "register_scorer",
     "train_pik",
+    "weighted_vote",
+    "__version__",
 ]
 
 ConfigLike = CascadeConfig | str | Path | Mapping[str, Any] | None

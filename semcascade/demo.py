@@ -67,12 +67,14 @@ def _print_table(rows: list[tuple[str, CascadeResult, CascadeResult]], cfg: Casc
     tiers = " -> ".join(f"{t.name} (k={t.k})" for t in cfg.tiers)
     print(f"\nCascade: {tiers}; baseline: {cfg.tiers[-1].name} alone (k=1)\n")
     header = (
-        f"{'question':<44} {'answer':<34} {'tier':<14} {'agree':>5} {'cost':>7} {'strong':>7} {'time':>6} {'strong':>6}"
+        f"{'question':<44} {'answer':<34} {'tier':<14} {'score':>5} {'cost':>7} {'strong':>7} {'time':>6} {'strong':>6}"
     )
     print(header)
     print("-" * len(header))
     for q, r, s in rows:
-        agr = "-" if r.trace[0].agreement is None else f"{r.trace[0].agreement:.2f}"
+        first = r.trace[0]
+        score = first.confidence if first.confidence is not None else first.agreement
+        agr = "-" if score is None else f"{score:.2f}"
         print(
             f"{_short(q, 44):<44} {_short(r.text, 34):<34} {r.tier:<14} {agr:>5} "
             f"{_cost(r.cost):>7} {_cost(s.cost):>7} {r.latency_s:>5.2f}s {s.latency_s:>5.2f}s"
@@ -87,7 +89,10 @@ def _print_table(rows: list[tuple[str, CascadeResult, CascadeResult]], cfg: Casc
         f"total cost {_cost(cost)} vs strong alone {_cost(base_cost)} (ratio {cost / base_cost:.2f}); "
         f"total time {lat:.1f}s vs {base_lat:.1f}s (ratio {lat / base_lat:.2f})"
     )
-    print("('agree' is the cheap tier's agreement; 'cost' is in the config's price units: nominal for local models)")
+    print(
+        "('score' is what the cheap tier decided on: its confidence model's P(right) if it has one, else the "
+        "agreement of its samples; 'cost' is in the config's price units: nominal for local models)"
+    )
 
 
 def _cost(x: float) -> str:

@@ -14,15 +14,23 @@ from semcascade.result import CascadeResult
 
 __all__ = ["DEMO_QUESTIONS", "run_demo", "strong_only_config"]
 
+#: Questions answered from a short context passage (the retrieval-augmented use the local
+#: default is tuned for), plus two closed-book ones it should pass to the strong tier.
 DEMO_QUESTIONS = [
-    "What is the capital of France?",
-    "Who wrote Romeo and Juliet?",
-    "What is the chemical symbol for gold?",
-    "How many legs does a spider have?",
-    "What is the largest planet in the solar system?",
+    "Context: The Eiffel Tower was built for the 1889 World's Fair in Paris and was designed by the "
+    "engineering company of Gustave Eiffel.\nQuestion: Whose company designed the Eiffel Tower?",
+    "Context: Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891, where she studied "
+    "physics and mathematics at the Sorbonne.\nQuestion: In which city was Marie Curie born?",
+    "Context: The Amazon River flows through Peru, Colombia and Brazil before reaching the Atlantic "
+    "Ocean. It carries more water than any other river.\nQuestion: Which ocean does the Amazon flow into?",
+    "Context: Python was created by Guido van Rossum and first released in 1991. Its name comes from "
+    "the comedy group Monty Python.\nQuestion: Where does the name of the Python language come from?",
+    "Context: The Great Barrier Reef lies off the coast of Queensland, Australia, and is the largest "
+    "coral reef system in the world.\nQuestion: Off which Australian state does the Great Barrier Reef lie?",
+    "Context: Mount Kilimanjaro, in Tanzania, is the highest mountain in Africa, rising 5,895 metres "
+    "above sea level.\nQuestion: How high is Mount Kilimanjaro?",
+    "Who wrote the novel One Hundred Years of Solitude?",
     "In which year did the Berlin Wall fall?",
-    "Who was the first person to walk on the Moon?",
-    "What is the boiling point of water at sea level in Celsius?",
 ]
 
 
@@ -63,6 +71,11 @@ def run_demo(config: str | os.PathLike[str] | None = None, questions: Sequence[s
     return 0
 
 
+def _asked(prompt: str) -> str:
+    """The question of a "Context: ... Question: ..." prompt (the whole prompt otherwise)."""
+    return prompt.rsplit("Question:", 1)[-1].strip()
+
+
 def _print_table(rows: list[tuple[str, CascadeResult, CascadeResult]], cfg: CascadeConfig) -> None:
     tiers = " -> ".join(f"{t.name} (k={t.k})" for t in cfg.tiers)
     print(f"\nCascade: {tiers}; baseline: {cfg.tiers[-1].name} alone (k=1)\n")
@@ -76,7 +89,7 @@ def _print_table(rows: list[tuple[str, CascadeResult, CascadeResult]], cfg: Casc
         score = first.confidence if first.confidence is not None else first.agreement
         agr = "-" if score is None else f"{score:.2f}"
         print(
-            f"{_short(q, 44):<44} {_short(r.text, 34):<34} {r.tier:<14} {agr:>5} "
+            f"{_short(_asked(q), 44):<44} {_short(r.text, 34):<34} {r.tier:<14} {agr:>5} "
             f"{_cost(r.cost):>7} {_cost(s.cost):>7} {r.latency_s:>5.2f}s {s.latency_s:>5.2f}s"
         )
     n = len(rows)

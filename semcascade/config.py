@@ -18,14 +18,15 @@ names the file and the field (``configs/x.yaml: tiers[0].k: ...``).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from semcascade.errors import ConfigError, MissingAPIKeyError
 
@@ -51,7 +52,27 @@ _LOOKS_LIKE_KEY = re.compile(r"^(sk-|sk_|xai-|gsk_|AIza|pk-)|[a-z0-9]{32,}", re.
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _json_data(value: Any, _path: tuple[int, ...] = ()) -> Any:
+    """``value`` if it is plain JSON data (finite numbers, string keys, no self-reference), else ValueError."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be plain JSON data; {value!r} is not a finite number")
+    if isinstance(value, dict | list):
+        if id(value) in _path:
+            raise ValueError("must be plain JSON data; it refers to itself (a YAML alias inside its own anchor)")
+        for k, v in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(value, dict) and not isinstance(k, str):
+                raise ValueError(f"must be plain JSON data; key {k!r} is not a string")
+            _json_data(v, (*_path, id(value)))
+    elif value is not None and not isinstance(value, str | int | float):
+        raise ValueError(f"must be plain JSON data (text, numbers, lists, mappings), not {type(value).__name__}")
+    return value
+
+
+#: A free-form mapping passed on as JSON (litellm parameters, scorer options).
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_data)]
 
 
 class TierConfig(_Strict):
@@ -78,7 +99,7 @@ class TierConfig(_Strict):
     stop: list[str] | None = None
     logprobs: bool = False
     system_prompt: str | None = None
-    litellm_params: dict[str, Any] = Field(default_factory=dict)
+    litellm_params: JsonObject = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_model_spelling(self) -> TierConfig:
@@ -124,7 +145,7 @@ class ScorerConfig(_Strict):
     """Which agreement scorer to use, by registry name, with its options."""
 
     name: str = "embedding"
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: JsonObject = Field(default_factory=dict)
 
 
 class EquivalenceConfig(_Strict):
@@ -240,6 +261,10 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | CascadeConf
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"malformed YAML{where}: {problem}; fix the syntax", source=origin) from None
+    except RecursionError:
+        raise ConfigError("YAML is nested too deeply to read; flatten the document", source=origin) from None
+    except (ValueError, OverflowError) as exc:  # a tagged or implicit scalar Python cannot build (2001-02-30)
+        raise ConfigError(f"invalid YAML value: {exc}; fix or quote the value", source=origin) from None
     return _validate(raw, origin=origin)
 
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from semcascade._budget import BudgetConfig
+from semcascade._retry import RetryConfig, RetryingProvider
 from semcascade.aggregation import Consensus, consensus
 from semcascade.cascade import Cascade, PromptLike, normalize_messages
 from semcascade.config import (
@@ -28,8 +30,10 @@ from semcascade.config import (
 )
 from semcascade.errors import (
     AuthenticationError,
+    BudgetExceededError,
     CascadeFailedError,
     ConfigError,
+    DeadlineExceededError,
     EmptyPromptError,
     LocalServerError,
     MalformedResponseError,
@@ -38,6 +42,7 @@ from semcascade.errors import (
     PromptTooLongError,
     ProviderError,
     ProviderTimeoutError,
+    ProviderUnavailableError,
     RateLimitError,
     ScorerError,
     SemcascadeError,
@@ -62,6 +67,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AgreementScorer",
     "AuthenticationError",
+    "BudgetConfig",
+    "BudgetExceededError",
     "Cascade",
     "CascadeConfig",
     "CascadeFailedError",
@@ -70,6 +77,7 @@ __all__ = [
     "CompletionRequest",
     "ConfigError",
     "Consensus",
+    "DeadlineExceededError",
     "Decision",
     "DeferralPolicy",
     "EmptyPromptError",
@@ -86,7 +94,10 @@ __all__ = [
     "Provider",
     "ProviderError",
     "ProviderTimeoutError",
+    "ProviderUnavailableError",
     "RateLimitError",
+    "RetryConfig",
+    "RetryingProvider",
     "SampleTrace",
     "ScorerConfig",
     "ScorerError",

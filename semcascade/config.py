@@ -28,6 +28,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from semcascade._budget import BudgetConfig
+from semcascade._retry import RetryConfig
 from semcascade.errors import ConfigError, MissingAPIKeyError
 
 __all__ = [
@@ -95,6 +97,7 @@ class TierConfig(_Strict):
     native_n: bool | None = Field(default=None, description="use the API's n parameter; None = auto")
     context_window: int | None = Field(default=None, ge=16)
     timeout: float = Field(default=120.0, gt=0.0)
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="retries of transient provider failures")
     seed: int | None = None
     stop: list[str] | None = None
     logprobs: bool = False
@@ -189,6 +192,8 @@ class CascadeConfig(_Strict):
     )
     system_prompt: str | None = None
     max_prompt_chars: int = Field(default=200_000, ge=1)
+    deadline_s: float | None = Field(default=None, gt=0.0, description="per-call deadline of the whole cascade")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="money/token caps per call and run")
     local_server: LocalServerConfig = Field(default_factory=LocalServerConfig)
 
     @model_validator(mode="after")

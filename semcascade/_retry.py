@@ -22,7 +22,7 @@ import email.utils
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
@@ -143,8 +143,10 @@ class RetryingProvider:
         *,
         default: RetryConfig | None = None,
         rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.inner = inner
+        self._sleep = sleep or asyncio.sleep
         self._default = default or (policy if isinstance(policy, RetryConfig) else RetryConfig())
         self._by_tier: dict[str, RetryConfig] = dict(policy) if isinstance(policy, Mapping) else {}
         self._rng = rng or random.Random()
@@ -190,7 +192,7 @@ class RetryingProvider:
             counts = _COUNTS.get()
             if counts is not None:
                 counts[request.tier or request.model] += 1
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
     async def _attempt(self, request: CompletionRequest, budget: float, by_deadline: bool) -> Completion:
         inner_request = dataclasses.replace(request, timeout=budget) if budget != request.timeout else request

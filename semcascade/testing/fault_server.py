@@ -13,6 +13,8 @@ gets one *fault* (``"ok"`` = a well-formed answer):
 ``empty``      HTTP 200 with ``"choices": []``
 ``wrong_n``    HTTP 200 with one choice fewer than ``n`` asked for (at least one fewer, never negative)
 ``drop``       close the connection without answering
+``401``        HTTP 401 (a bad key: a configuration error, never retried)
+``404``        HTTP 404 "model not found" (a configuration error, never retried)
 
 The fault of a request is chosen, first match wins, by: an ``X-Fault``
 request header (per request; pass it through litellm's ``extra_headers``),
@@ -42,9 +44,24 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["FAULT_KINDS", "FaultServer", "FaultStats", "http_date"]
+__all__ = ["FAULT_KINDS", "TRANSIENT_FAULTS", "FaultServer", "FaultStats", "http_date"]
 
-FAULT_KINDS: tuple[str, ...] = ("ok", "latency", "429", "500", "503", "hang", "malformed", "empty", "wrong_n", "drop")
+FAULT_KINDS: tuple[str, ...] = (
+    "ok",
+    "latency",
+    "429",
+    "500",
+    "503",
+    "hang",
+    "malformed",
+    "empty",
+    "wrong_n",
+    "drop",
+    "401",
+    "404",
+)
+#: faults a transient-failure mix draws from by default (no hangs, no config-type errors)
+TRANSIENT_FAULTS: tuple[str, ...] = ("latency", "429", "500", "503", "malformed", "empty", "wrong_n", "drop")
 
 #: (model, prompt text, choice index, rng) -> the answer text of one choice
 AnswerFn = Callable[[str, str, int, random.Random], str]
@@ -70,7 +87,7 @@ class FaultServer:
 
     ``fault_rate``: probability that a request (without a header/model/script
     fault) gets a fault, drawn from ``fault_mix`` (kind -> weight; default all
-    faults but ``hang`` equally). ``latency_s``: delay of the ``latency`` fault
+    of :data:`TRANSIENT_FAULTS` equally). ``latency_s``: delay of the ``latency`` fault
     and ``base_latency_s`` of every request. ``retry_after``: the
     ``Retry-After`` value sent with 429/503 (``None`` = no header).
     """
@@ -91,7 +108,7 @@ class FaultServer:
     ) -> None:
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault_rate must be within [0, 1], got {fault_rate}")
-        mix = dict(fault_mix) if fault_mix is not None else {k: 1.0 for k in FAULT_KINDS if k not in ("ok", "hang")}
+        mix = dict(fault_mix) if fault_mix is not None else dict.fromkeys(TRANSIENT_FAULTS, 1.0)
         unknown = sorted(set(mix) - set(FAULT_KINDS))
         if unknown:
             raise ValueError(f"unknown fault kinds {unknown}; choose from {', '.join(FAULT_KINDS)}")
@@ -229,6 +246,10 @@ class FaultServer:
             return _error(500, "The server had an error while processing your request", kind="server_error")
         elif fault == "503":
             return _error(503, "The engine is currently overloaded", headers=headers, kind="server_error")
+        elif fault == "401":
+            return _error(401, "Incorrect API key provided", kind="invalid_api_key")
+        elif fault == "404":
+            return _error(404, f"The model `{model}` does not exist", kind="model_not_found")
         elif fault == "malformed":
             return web.Response(
                 status=200, text='{"id": "x", "choices": [ {"message": ', content_type="application/json"

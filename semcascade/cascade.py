@@ -214,7 +214,10 @@ class Cascade:
             if self._tiers is not None:
                 return self._tiers
             if self._provider is None:
-                self._provider = LiteLLMProvider()
+                from semcascade.local.guard import LocalServerGuard
+
+                # A managed local server that dies mid-run is restarted once and the call retried.
+                self._provider = LocalServerGuard(LiteLLMProvider(), lambda: self._server)
             self._caller = (
                 self._provider
                 if isinstance(self._provider, RetryingProvider)

@@ -25,7 +25,7 @@ from semcascade.errors import (
     PromptTooLongError,
 )
 from semcascade.policy import DeferralPolicy, create_policy
-from semcascade.providers import LiteLLMProvider, Provider
+from semcascade.providers import LiteLLMProvider, Provider, close_loop_clients
 from semcascade.result import CascadeResult, TierTrace
 from semcascade.sampling import ResolvedModel, ResolvedTier, TierSamples, sample_tier
 from semcascade.scoring._registry import create_scorer
@@ -479,8 +479,14 @@ class Cascade:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.generate(prompt, deadline_s=deadline_s))
+            return asyncio.run(self._generate_in_own_loop(prompt, deadline_s))
         raise RuntimeError("generate_sync() was called inside a running event loop; use 'await generate()' there")
+
+    async def _generate_in_own_loop(self, prompt: PromptLike, deadline_s: float | None) -> CascadeResult:
+        try:
+            return await self.generate(prompt, deadline_s=deadline_s)
+        finally:
+            await close_loop_clients()  # the loop ends with this call: its pooled connections must not leak
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -499,4 +505,5 @@ class Cascade:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await close_loop_clients()
         await asyncio.to_thread(self.close)

@@ -8,6 +8,7 @@ name in a registry so configs and tests can swap them without if/elif chains.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -213,6 +214,38 @@ class LiteLLMProvider:
         except Exception as exc:  # mapped to the typed hierarchy below
             raise _map_litellm_error(exc, request) from None
         return _parse_response(response, request)
+
+
+async def close_loop_clients() -> None:
+    """Close the HTTP clients litellm cached for the running event loop.
+
+    litellm keeps one client (and its keep-alive connections) per event loop and
+    never closes it; a loop that is about to end (``asyncio.run`` in
+    :meth:`Cascade.generate_sync`) must close them or leak their sockets.
+    Clients of other loops (other threads) are left alone.
+    """
+    import sys
+
+    litellm = sys.modules.get("litellm")
+    cache = getattr(litellm, "in_memory_llm_clients_cache", None) if litellm is not None else None
+    entries = getattr(cache, "cache_dict", None)
+    if not isinstance(entries, dict):
+        return
+    suffix = f"-{id(asyncio.get_running_loop())}"  # litellm's cache keys end with the loop's id
+    for key in [k for k in list(entries) if isinstance(k, str) and k.endswith(suffix)]:
+        client = entries.pop(key, None)
+        ttl = getattr(cache, "ttl_dict", None)
+        if isinstance(ttl, dict):
+            ttl.pop(key, None)
+        close = getattr(client, "close", None) or getattr(client, "aclose", None)
+        if close is None:
+            continue
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # closing is best effort; the loop is ending anyway
+            continue
 
 
 def _map_litellm_error(exc: Exception, request: CompletionRequest) -> ProviderError | PromptTooLongError:

@@ -268,7 +268,8 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | CascadeConf
         raise ConfigError(f"malformed YAML{where}: {problem}; fix the syntax", source=origin) from None
     except RecursionError:
         raise ConfigError("YAML is nested too deeply to read; flatten the document", source=origin) from None
-    except (ValueError, OverflowError) as exc:  # a tagged or implicit scalar Python cannot build (2001-02-30)
+    # a tagged or implicit scalar PyYAML's constructors cannot build (2001-02-30, '!!float' with no value)
+    except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError) as exc:
         raise ConfigError(f"invalid YAML value: {exc}; fix or quote the value", source=origin) from None
     return _validate(raw, origin=origin)
 

@@ -92,6 +92,10 @@ fragments = st.sampled_from(
         "scorer: {name: lexical, options: &o [*o]}\n",
         "a: !!float abc\n",
         "a: !!int 0x\n",
+        "a: !!float\n",
+        "a: !!int \n",
+        "a: !!bool \n",
+        "a: !!timestamp \n",
         "a: !!timestamp 2001-99-99\n",
         "a: !!set {b, c}\n",
         "? [a, b]\n: 1\n",
@@ -203,6 +207,9 @@ def test_well_formed_tiers_always_load_through_yaml(tier: dict[str, Any], tmp_pa
         # YAML scalars Python cannot construct (they raised ValueError / RecursionError before)
         ("tiers: [{name: a, model: openai/m, litellm_params: {when: 2001-02-30}}]\n", "invalid YAML value: day is out of range"),
         ("a: !!float abc\n", "invalid YAML value: could not convert"),
+        ("0: !!float", "invalid YAML value: string index out of range"),  # IndexError before
+        ("a: !!bool ", "invalid YAML value: ''"),  # KeyError before
+        ("a: !!timestamp ", "invalid YAML value: 'NoneType' object has no attribute"),  # AttributeError before
         ("[" * 3000, "nested too deeply"),
         ("- " * 2000 + "x\n", "nested too deeply"),
         # free-form values that are not JSON data (accepted before, then broke JSON dumps and cache keys)

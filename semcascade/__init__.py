@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from semcascade._budget import BudgetConfig
+from semcascade._retry import RetryConfig, RetryingProvider
 from semcascade.aggregation import Consensus, consensus, weighted_vote
 from semcascade.answers import AnswerFormat, extract_answer
 from semcascade.calibration import (
@@ -39,10 +41,12 @@ from semcascade.config import (
 )
 from semcascade.errors import (
     AuthenticationError,
+    BudgetExceededError,
     CalibrationError,
     CascadeFailedError,
     ConfidenceError,
     ConfigError,
+    DeadlineExceededError,
     EmptyPromptError,
     LocalServerError,
     MalformedResponseError,
@@ -51,6 +55,7 @@ from semcascade.errors import (
     PromptTooLongError,
     ProviderError,
     ProviderTimeoutError,
+    ProviderUnavailableError,
     RateLimitError,
     ScorerError,
     SemcascadeError,
@@ -96,6 +101,8 @@ __all__ = [
     "AuthenticationError",
     "CalibrationError",
     "CalibrationReport",
+    "BudgetConfig",
+    "BudgetExceededError",
     "Cascade",
     "CascadeConfig",
     "CascadeFailedError",
@@ -107,6 +114,7 @@ __all__ = [
     "ConfigError",
     "Consensus",
     "ConstantRouter",
+    "DeadlineExceededError",
     "Decision",
     "DeferralPolicy",
     "EmptyPromptError",
@@ -131,12 +139,15 @@ __all__ = [
     "Provider",
     "ProviderError",
     "ProviderTimeoutError",
+    "ProviderUnavailableError",
     "RateLimitError",
     "RoutedCascade",
     "Router",
     "RouterArtifactError",
     "RouterError",
     "SQLiteStrategyStore",
+    "RetryConfig",
+    "RetryingProvider",
     "SampleTrace",
     "ScorerConfig",
     "ScorerError",

@@ -7,23 +7,28 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from semcascade._budget import BudgetLedger, CallBudget, Estimate, tier_upper_bound
+from semcascade._deadline import DeadlineReached, deadline_guard, deadline_scope, expired
 from semcascade._limits import TierLimiter
+from semcascade._retry import RetryingProvider, count_retries
 from semcascade.aggregation import Consensus, consensus, pair_indices, weighted_vote
 from semcascade.confidence import ConfidenceModel, TierEvidence, load_confidence_model
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
 from semcascade.costs import tier_flops
 from semcascade.errors import (
+    BudgetExceededError,
     CascadeFailedError,
     ConfidenceError,
     ConfigError,
+    DeadlineExceededError,
     EmptyPromptError,
     PromptTooLongError,
 )
 from semcascade.memory.hooks import StrategyMemory
 from semcascade.policy import DeferralPolicy, create_policy
-from semcascade.providers import LiteLLMProvider, Provider
+from semcascade.providers import LiteLLMProvider, Provider, close_loop_clients
 from semcascade.result import CascadeResult, TierTrace
 from semcascade.sampling import ResolvedModel, ResolvedTier, TierSamples, sample_tier
 from semcascade.scoring._registry import create_scorer
@@ -161,6 +166,10 @@ class Cascade:
         self._setup_lock = threading.Lock()
         self._confidence: dict[str, ConfidenceModel] = {}
         self.memory = memory if memory is not None else StrategyMemory.from_config(self.config.memory)
+        #: what the provider calls go through: the provider wrapped in per-tier retries
+        self._caller: Provider | None = None
+        budget = self.config.budget
+        self._run_budget = BudgetLedger(budget.max_cost_per_run, budget.max_tokens_per_run, scope="run")
         self._check_static()
 
     # ------------------------------------------------------------------ set-up
@@ -252,7 +261,15 @@ class Cascade:
             if self._tiers is not None:
                 return self._tiers
             if self._provider is None:
-                self._provider = LiteLLMProvider()
+                from semcascade.local.guard import LocalServerGuard
+
+                # A managed local server that dies mid-run is restarted once and the call retried.
+                self._provider = LocalServerGuard(LiteLLMProvider(), lambda: self._server)
+            self._caller = (
+                self._provider
+                if isinstance(self._provider, RetryingProvider)
+                else RetryingProvider(self._provider, {t.name: t.retry for t in self.config.tiers})
+            )
             tiers = [
                 ResolvedTier(
                     config=t,
@@ -305,6 +322,11 @@ class Cascade:
     def tiers(self) -> list[ResolvedTier]:
         return self._setup()
 
+    @property
+    def run_budget(self) -> BudgetLedger:
+        """Money and tokens this cascade has spent so far (and its per-run caps)."""
+        return self._run_budget
+
     # ------------------------------------------------------------------ calls
 
     def _check_length(self, messages: Messages) -> None:
@@ -326,15 +348,30 @@ class Cascade:
             if est + t.max_tokens > window:
                 raise PromptTooLongError(t.name, est + t.max_tokens, window)
 
-    async def generate(self, prompt: PromptLike) -> CascadeResult:
-        """Run the cascade on a prompt (string or OpenAI-style messages)."""
+    async def generate(self, prompt: PromptLike, *, deadline_s: float | None = None) -> CascadeResult:
+        """Run the cascade on a prompt (string or OpenAI-style messages).
+
+        ``deadline_s`` (default: the config's ``deadline_s``; ``None`` = none)
+        bounds the whole call: past it no request is sent and no retry waits;
+        the best answer so far is returned with ``deadline_exceeded`` set, or
+        :class:`DeadlineExceededError` is raised when there is none. See
+        ``docs/failure-semantics.md``.
+        """
         started = time.perf_counter()
         base_messages = normalize_messages(prompt)
         self._check_length(base_messages)
+        limit = self.config.deadline_s if deadline_s is None else deadline_s
+        if limit is not None and not limit > 0:
+            raise ConfigError(f"deadline_s must be a positive number of seconds, got {limit!r}")
+        with deadline_scope(limit), count_retries() as retries:
+            return await self._generate(base_messages, started, retries)
+
+    async def _generate(self, base_messages: Messages, started: float, retries: Mapping[str, int]) -> CascadeResult:
         tiers = await asyncio.to_thread(self._setup) if self._tiers is None else self._tiers
-        assert self._provider is not None and self._scorer is not None
+        assert self._caller is not None and self._scorer is not None
         question = _question(base_messages)
         session = await self.memory.session(question) if self.memory is not None else None
+        budget = CallBudget(self.config.budget, self._run_budget)
         trace: list[TierTrace] = []
         for i, tier in enumerate(tiers):
             is_last = i == len(tiers) - 1
@@ -342,20 +379,41 @@ class Cascade:
             messages = normalize_messages(base_messages, cfg.system_prompt or self.config.system_prompt)
             if session is not None:
                 messages = session.augment(i, messages, cfg.name)
+            if expired():
+                return self._stopped(trace, "deadline", f"the call's deadline passed before tier {cfg.name!r}", started)
+            bound = tier_upper_bound(tier, messages)
+            why = budget.reserve(bound)
+            if why is not None:
+                return self._stopped(trace, "budget", f"tier {cfg.name!r} was not called: {why}", started)
             t0 = time.perf_counter()
-            drawn = await sample_tier(tier, messages, self._provider, answer_format=self.config.answer_format)
+            try:
+                drawn = await sample_tier(tier, messages, self._caller, answer_format=self.config.answer_format)
+            except BaseException:
+                budget.settle(bound, None)  # cancelled or a config error: what was billed is unknown
+                raise
+            budget.settle(bound, Estimate(drawn.cost(cfg), drawn.prompt_tokens + drawn.completion_tokens))
             t_sampled = time.perf_counter()
-            tt = await self._score_and_decide(tier, drawn, question, _prompt_text(messages), is_last=is_last)
+            try:
+                async with deadline_guard():
+                    tt = await self._score_and_decide(tier, drawn, question, _prompt_text(messages), is_last=is_last)
+            except DeadlineReached:
+                tt = self._unscored(tier, drawn, is_last=is_last)
             trace.append(
                 tt.model_copy(
-                    update={"latency_s": time.perf_counter() - t0, "scoring_latency_s": time.perf_counter() - t_sampled}
+                    update={
+                        "latency_s": time.perf_counter() - t0,
+                        "scoring_latency_s": time.perf_counter() - t_sampled,
+                        "retries": retries.get(cfg.name, 0),
+                    }
                 )
             )
             if tt.decision in ("accept", "abstain"):
                 result = self._result(trace, i, started)
                 if i > 0 and self.config.final_answer == "consensus":
                     result = await self._vote(result, question)
-                return result if session is None else await session.learn(result, tier, self._provider, is_last=is_last)
+                return result if session is None else await session.learn(result, tier, self._caller, is_last=is_last)
+        if expired():
+            return self._stopped(trace, "deadline", "the call's deadline passed", started)
         partial = [t.answer for t in trace if t.answer is not None]
         raise CascadeFailedError(
             "no tier produced an answer: "
@@ -435,6 +493,51 @@ class Cascade:
             reason=reason,
         )
 
+    def _unscored(self, tier: ResolvedTier, drawn: TierSamples, *, is_last: bool) -> TierTrace:
+        cfg = tier.config
+        return TierTrace(
+            tier=cfg.name,
+            models=cfg.model_list,
+            samples=drawn.samples,
+            threshold=cfg.threshold,
+            decision="failed" if is_last else "escalate",
+            reason=f"the call's deadline passed while scoring its {len(drawn.samples)} samples",
+            prompt_tokens=drawn.prompt_tokens,
+            completion_tokens=drawn.completion_tokens,
+            cost=drawn.cost(cfg),
+            flops=tier_flops(cfg, drawn.prompt_tokens, drawn.completion_tokens),
+            errors=drawn.errors,
+        )
+
+    def _stopped(
+        self, trace: list[TierTrace], kind: Literal["budget", "deadline"], reason: str, started: float
+    ) -> CascadeResult:
+        """End a call early (budget or deadline): the best answer so far, flagged, else a typed error."""
+        if trace:
+            trace[-1] = trace[-1].model_copy(update={"reason": f"{trace[-1].reason}; stopped: {reason}"})
+        answered = [i for i, t in enumerate(trace) if t.answer is not None]
+        if not answered:
+            tried = "; ".join(f"{t.tier}: {t.reason}" for t in trace)
+            if kind == "budget":
+                raise BudgetExceededError(
+                    f"no answer within the budget: {reason}"
+                    + (f" (after {tried})" if tried else "")
+                    + "; raise the 'budget' caps or lower k/max_tokens",
+                    trace,
+                    [],
+                )
+            raise DeadlineExceededError(
+                f"no answer before the deadline: {reason}"
+                + (f" (after {tried})" if tried else "")
+                + "; raise deadline_s or the tiers' speed limits",
+                trace,
+                [],
+            )
+        # The latest (strongest) tier that produced an answer.
+        result = self._result(trace, answered[-1], started)
+        flags = {"budget_exhausted": kind == "budget", "deadline_exceeded": kind == "deadline"}
+        return result.model_copy(update={**flags, "stop_reason": reason})
+
     def _result(self, trace: list[TierTrace], index: int, started: float) -> CascadeResult:
         final = trace[index]
         flops = [t.flops for t in trace]
@@ -452,13 +555,19 @@ class Cascade:
             latency_s=time.perf_counter() - started,
         )
 
-    def generate_sync(self, prompt: PromptLike) -> CascadeResult:
+    def generate_sync(self, prompt: PromptLike, *, deadline_s: float | None = None) -> CascadeResult:
         """Blocking twin of :meth:`generate` (not for use inside a running event loop)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.generate(prompt))
+            return asyncio.run(self._generate_in_own_loop(prompt, deadline_s))
         raise RuntimeError("generate_sync() was called inside a running event loop; use 'await generate()' there")
+
+    async def _generate_in_own_loop(self, prompt: PromptLike, deadline_s: float | None) -> CascadeResult:
+        try:
+            return await self.generate(prompt, deadline_s=deadline_s)
+        finally:
+            await close_loop_clients()  # the loop ends with this call: its pooled connections must not leak
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -477,4 +586,5 @@ class Cascade:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await close_loop_clients()
         await asyncio.to_thread(self.close)

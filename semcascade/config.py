@@ -18,15 +18,18 @@ names the file and the field (``configs/x.yaml: tiers[0].k: ...``).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from semcascade._budget import BudgetConfig
+from semcascade._retry import RetryConfig
 from semcascade.answers import AnswerFormat
 from semcascade.errors import ConfigError, MissingAPIKeyError
 from semcascade.memory.config import MemoryConfig
@@ -53,7 +56,27 @@ _LOOKS_LIKE_KEY = re.compile(r"^(sk-|sk_|xai-|gsk_|AIza|pk-)|[a-z0-9]{32,}", re.
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _json_data(value: Any, _path: tuple[int, ...] = ()) -> Any:
+    """``value`` if it is plain JSON data (finite numbers, string keys, no self-reference), else ValueError."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be plain JSON data; {value!r} is not a finite number")
+    if isinstance(value, dict | list):
+        if id(value) in _path:
+            raise ValueError("must be plain JSON data; it refers to itself (a YAML alias inside its own anchor)")
+        for k, v in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(value, dict) and not isinstance(k, str):
+                raise ValueError(f"must be plain JSON data; key {k!r} is not a string")
+            _json_data(v, (*_path, id(value)))
+    elif value is not None and not isinstance(value, str | int | float):
+        raise ValueError(f"must be plain JSON data (text, numbers, lists, mappings), not {type(value).__name__}")
+    return value
+
+
+#: A free-form mapping passed on as JSON (litellm parameters, scorer options).
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_data)]
 
 
 class TierConfig(_Strict):
@@ -76,6 +99,7 @@ class TierConfig(_Strict):
     native_n: bool | None = Field(default=None, description="use the API's n parameter; None = auto")
     context_window: int | None = Field(default=None, ge=16)
     timeout: float = Field(default=120.0, gt=0.0)
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="retries of transient provider failures")
     seed: int | None = None
     stop: list[str] | None = None
     logprobs: bool = False
@@ -90,7 +114,7 @@ class TierConfig(_Strict):
         description="decide on a fitted confidence model (builtin:NAME or an artifact path) instead of agreement",
     )
     system_prompt: str | None = None
-    litellm_params: dict[str, Any] = Field(default_factory=dict)
+    litellm_params: JsonObject = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_model_spelling(self) -> TierConfig:
@@ -136,7 +160,7 @@ class ScorerConfig(_Strict):
     """Which agreement scorer to use, by registry name, with its options."""
 
     name: str = "embedding"
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: JsonObject = Field(default_factory=dict)
 
 
 class EquivalenceConfig(_Strict):
@@ -187,6 +211,8 @@ class CascadeConfig(_Strict):
         description="'consensus': after an escalation, vote over the samples of every tier that ran",
     )
     max_prompt_chars: int = Field(default=200_000, ge=1)
+    deadline_s: float | None = Field(default=None, gt=0.0, description="per-call deadline of the whole cascade")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="money/token caps per call and run")
     local_server: LocalServerConfig = Field(default_factory=LocalServerConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
 
@@ -260,6 +286,11 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | CascadeConf
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"malformed YAML{where}: {problem}; fix the syntax", source=origin) from None
+    except RecursionError:
+        raise ConfigError("YAML is nested too deeply to read; flatten the document", source=origin) from None
+    # a tagged or implicit scalar PyYAML's constructors cannot build (2001-02-30, '!!float' with no value)
+    except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid YAML value: {exc}; fix or quote the value", source=origin) from None
     return _validate(raw, origin=origin)
 
 

@@ -14,11 +14,14 @@ message names the problem *and* the fix, and never contains a secret.
     │   ├── AuthenticationError
     │   ├── ProviderTimeoutError
     │   ├── RateLimitError
+    │   ├── ProviderUnavailableError  5xx or connection failure (transient)
     │   └── MalformedResponseError
     ├── ScorerError                 an agreement scorer could not be built or run
     ├── LocalServerError            the managed llama-server could not be set up
     ├── CalibrationError            eval results unusable, or a calibration target cannot be met
     └── CascadeFailedError          no tier produced an answer (carries the trace)
+        ├── DeadlineExceededError   the call's deadline passed before any answer
+        └── BudgetExceededError     the budget allowed no tier that could answer
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthenticationError",
     "CalibrationError",
+    "BudgetExceededError",
     "CascadeFailedError",
     "ConfidenceError",
     "ConfigError",
+    "DeadlineExceededError",
     "EmptyPromptError",
     "LocalServerError",
     "MalformedResponseError",
@@ -42,6 +47,7 @@ __all__ = [
     "PromptTooLongError",
     "ProviderError",
     "ProviderTimeoutError",
+    "ProviderUnavailableError",
     "RateLimitError",
     "ScorerError",
     "SemcascadeError",
@@ -104,9 +110,13 @@ class PromptTooLongError(PromptError):
 class ProviderError(SemcascadeError):
     """A model provider call failed after the configured handling."""
 
-    def __init__(self, message: str, *, model: str | None = None, tier: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, model: str | None = None, tier: str | None = None, retry_after: float | None = None
+    ) -> None:
         self.model = model
         self.tier = tier
+        #: seconds the provider asked us to wait (its ``Retry-After`` header), if it said
+        self.retry_after = retry_after
         where = ", ".join(p for p in (f"tier {tier!r}" if tier else "", f"model {model!r}" if model else "") if p)
         super().__init__(f"{where}: {message}" if where else message)
 
@@ -125,6 +135,10 @@ class ProviderTimeoutError(ProviderError):
 
 class RateLimitError(ProviderError):
     """The provider rate-limited the call."""
+
+
+class ProviderUnavailableError(ProviderError):
+    """A transient provider failure: an HTTP 5xx answer or a failed/dropped connection."""
 
 
 class MalformedResponseError(ProviderError):
@@ -158,3 +172,11 @@ class CascadeFailedError(SemcascadeError):
         self.trace = trace
         self.partial_answers = partial_answers or []
         super().__init__(message)
+
+
+class DeadlineExceededError(CascadeFailedError):
+    """The call's deadline (``deadline_s``) passed before any tier produced an answer."""
+
+
+class BudgetExceededError(CascadeFailedError):
+    """The call or run budget left no affordable tier that could produce an answer."""

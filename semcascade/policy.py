@@ -69,7 +69,7 @@ class ThresholdPolicy:
     The last tier has nowhere to escalate: it answers anyway, or abstains and
     flags the request for human review when ``final_action`` is ``abstain``.
     A tier with a single sample carries no agreement signal: a non-final one
-    escalates unless its threshold is 0.
+    escalates unless its threshold is 0 and it asked for one sample only.
     """
 
     def decide(
@@ -85,7 +85,7 @@ class ThresholdPolicy:
         """``agreement`` is the tier's decision score: its agreement, or its confidence
         (``score_name="confidence"``) when the tier has a confidence model."""
         if agreement is None:
-            if tier.threshold == 0.0:
+            if tier.threshold == 0.0 and n_samples >= tier.k:
                 return Decision("accept", "threshold 0: accept without an agreement signal")
             if is_last:
                 return Decision("accept", f"last tier answers ({n_samples} sample: no agreement signal)")

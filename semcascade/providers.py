@@ -21,6 +21,7 @@ from semcascade.errors import (
     PromptTooLongError,
     ProviderError,
     ProviderTimeoutError,
+    ProviderUnavailableError,
     RateLimitError,
     UnknownModelError,
 )
@@ -167,10 +168,15 @@ def _prepare_litellm_env() -> None:
 
 @register_provider("litellm")
 class LiteLLMProvider:
-    """Real provider: ``litellm.acompletion`` for any litellm model string."""
+    """Real provider: ``litellm.acompletion`` for any litellm model string.
 
-    def __init__(self, connection_retries: int = 2) -> None:
-        self.connection_retries = connection_retries
+    One attempt per request: transient failures are raised as typed errors
+    (:class:`RateLimitError` with ``retry_after``, :class:`ProviderUnavailableError`,
+    :class:`ProviderTimeoutError`) for :class:`~semcascade._retry.RetryingProvider`
+    to retry; the cascade wraps its provider in one.
+    """
+
+    def __init__(self) -> None:
         _prepare_litellm_env()
         import litellm
 
@@ -203,22 +209,43 @@ class LiteLLMProvider:
             if request.top_logprobs:
                 kwargs["top_logprobs"] = request.top_logprobs
         kwargs.update(request.extra)
-        import litellm.exceptions as lx
-
-        for attempt in range(self.connection_retries + 1):
-            try:
-                response = await litellm.acompletion(**kwargs)
-                break
-            except (lx.APIConnectionError, lx.InternalServerError) as exc:
-                # A pooled keep-alive connection closed by the server just as it was
-                # reused fails before the request is processed: retrying on a fresh
-                # connection is safe. (Rate limits and 5xx are not retried here.)
-                if attempt == self.connection_retries or not _is_connection_drop(exc):
-                    raise _map_litellm_error(exc, request) from None
-                await asyncio.sleep(0.05 * (2**attempt))
-            except Exception as exc:  # mapped to the typed hierarchy below
-                raise _map_litellm_error(exc, request) from None
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except Exception as exc:  # mapped to the typed hierarchy below
+            raise _map_litellm_error(exc, request) from None
         return _parse_response(response, request)
+
+
+async def close_loop_clients() -> None:
+    """Close the HTTP clients litellm cached for the running event loop.
+
+    litellm keeps one client (and its keep-alive connections) per event loop and
+    never closes it; a loop that is about to end (``asyncio.run`` in
+    :meth:`Cascade.generate_sync`) must close them or leak their sockets.
+    Clients of other loops (other threads) are left alone.
+    """
+    import sys
+
+    litellm = sys.modules.get("litellm")
+    cache = getattr(litellm, "in_memory_llm_clients_cache", None) if litellm is not None else None
+    entries = getattr(cache, "cache_dict", None)
+    if not isinstance(entries, dict):
+        return
+    suffix = f"-{id(asyncio.get_running_loop())}"  # litellm's cache keys end with the loop's id
+    for key in [k for k in list(entries) if isinstance(k, str) and k.endswith(suffix)]:
+        client = entries.pop(key, None)
+        ttl = getattr(cache, "ttl_dict", None)
+        if isinstance(ttl, dict):
+            ttl.pop(key, None)
+        close = getattr(client, "close", None) or getattr(client, "aclose", None)
+        if close is None:
+            continue
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # closing is best effort; the loop is ending anyway
+            continue
 
 
 def _map_litellm_error(exc: Exception, request: CompletionRequest) -> ProviderError | PromptTooLongError:
@@ -237,7 +264,10 @@ def _map_litellm_error(exc: Exception, request: CompletionRequest) -> ProviderEr
         )
     if isinstance(exc, lx.RateLimitError):
         return RateLimitError(
-            f"rate-limited: {first}; lower 'requests_per_second' or retry later", model=model, tier=tier
+            f"rate-limited: {first}; lower 'requests_per_second' or retry later",
+            model=model,
+            tier=tier,
+            retry_after=_retry_after(exc),
         )
     if isinstance(exc, lx.NotFoundError) or (
         isinstance(exc, lx.BadRequestError)
@@ -259,26 +289,62 @@ def _map_litellm_error(exc: Exception, request: CompletionRequest) -> ProviderEr
             model=model,
             tier=tier,
         )
-    if isinstance(exc, lx.APIConnectionError):
-        return ProviderError(
+    if _in_chain(exc, ("JSONDecodeError",)):
+        return MalformedResponseError(f"the provider's answer is not valid JSON: {first}", model=model, tier=tier)
+    if isinstance(exc, lx.APIConnectionError) or _is_connection_drop(exc):
+        # Includes a pooled keep-alive connection closed by the server as it was
+        # reused (litellm reports it as a 500 "Connection error."): transient.
+        return ProviderUnavailableError(
             f"cannot reach the provider: {first}; check 'api_base' and the network", model=model, tier=tier
+        )
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 500 <= status <= 599:
+        return ProviderUnavailableError(
+            f"server error {status}: {first}; transient, retried", model=model, tier=tier, retry_after=_retry_after(exc)
         )
     return ProviderError(f"{type(exc).__name__}: {first}", model=model, tier=tier)
 
 
-def _is_connection_drop(exc: BaseException) -> bool:
-    """True when the chain shows the connection failed (litellm wraps it as a 500)."""
+def _chain(exc: BaseException) -> list[BaseException]:
     seen: set[int] = set()
+    out: list[BaseException] = []
     x: BaseException | None = exc
     while x is not None and id(x) not in seen:
         seen.add(id(x))
-        name = type(x).__name__
-        if name in ("ServerDisconnectedError", "ReadError", "RemoteProtocolError", "ConnectError") or (
-            "Connection error" in str(x) or "Server disconnected" in str(x)
-        ):
-            return True
+        out.append(x)
         x = x.__cause__ or x.__context__
-    return False
+    return out
+
+
+def _in_chain(exc: BaseException, names: tuple[str, ...]) -> bool:
+    return any(type(x).__name__ in names for x in _chain(exc))
+
+
+def _is_connection_drop(exc: BaseException) -> bool:
+    """True when the chain shows the connection failed (litellm wraps it as a 500)."""
+    return any(
+        type(x).__name__ in ("ServerDisconnectedError", "ReadError", "RemoteProtocolError", "ConnectError")
+        or "Connection error" in str(x)
+        or "Server disconnected" in str(x)
+        for x in _chain(exc)
+    )
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """The provider's ``Retry-After`` from a litellm exception (its raw response headers)."""
+    from semcascade._retry import parse_retry_after
+
+    raw = getattr(exc, "response", None)
+    for source in (getattr(exc, "litellm_response_headers", None), getattr(raw, "headers", None)):
+        if source is None:
+            continue
+        try:
+            seconds = parse_retry_after(dict(source.items()))
+        except (AttributeError, TypeError):
+            continue
+        if seconds is not None:
+            return seconds
+    return None
 
 
 def _redact(text: str, key: str | None) -> str:

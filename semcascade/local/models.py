@@ -331,6 +331,11 @@ def ensure_model(name: str, progress: bool = True) -> Path:
                 return target
         # Wrong, partial or foreign file: never serve it.
         _remove_stamp(spec)
+        if target.is_dir() and not target.is_symlink():
+            raise LocalServerError(
+                f"{target} is a directory, not a model file; remove it so semcascade can assemble "
+                f"local model {spec.name!r} there"
+            )
         if target.is_symlink() or target.exists():
             target.unlink()
         if single:

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from semcascade.local.models import LOCAL_MODELS, ModelStatus, ensure_model, mod
 from semcascade.local.paths import cache_dir
 from semcascade.local.process import (
     free_port,
+    group_alive,
     healthy,
     host_for_url,
     is_llama_server,
@@ -169,6 +171,9 @@ class LocalServer:
         self._port: int | None = None
         self._pid: int | None = None
         self._log_path: Path | None = None
+        self._preferred_port: int | None = None  # a restart keeps the old port when it is free
+        #: the log of the last server that died and was restarted (None if none did)
+        self.crash_log: Path | None = None
 
     # -- properties ----------------------------------------------------------------
 
@@ -266,6 +271,8 @@ class LocalServer:
                     f"local_server.port to a free port, or to null to let semcascade pick one"
                 )
             port = cfg.port
+        elif self._preferred_port is not None and not port_in_use(cfg.host, self._preferred_port):
+            port = self._preferred_port
         else:
             port = free_port(cfg.host)
         args = server_args(binary, cfg, folder, port)
@@ -337,6 +344,48 @@ class LocalServer:
                     f"Last log lines:\n{log_tail(log_path)}"
                 )
             time.sleep(0.1)
+
+    def process_alive(self) -> bool:
+        """True if the server process this object uses still runs (False before start and after stop)."""
+        if self._pid is None:
+            return False
+        if self._proc is not None:
+            return self._proc.poll() is None
+        return pid_alive(self._pid) and is_llama_server(self._pid)
+
+    def restart(self) -> LocalServer:
+        """Start the server again after its process died; keeps the old port if it is still free.
+
+        The dead server's log is kept as ``...-crashed-PID.log`` (see :attr:`crash_log`). Reuses a
+        server that another process started meanwhile. Raises :class:`LocalServerError` if the
+        process still runs (a live server is never replaced) or if the new one does not start.
+        """
+        if self.process_alive():
+            raise LocalServerError(
+                f"llama-server (pid {self._pid}) is still running; restart() only replaces a server that died"
+            )
+        old_pid, old_port, old_log = self._pid, self._port, self._log_path
+        if self._proc is not None:
+            self._proc.wait()  # reap it
+        if self._log_file is not None:
+            self._log_file.close()
+        if old_log is not None and old_log.is_file():
+            crashed = old_log.with_name(f"{old_log.stem}-crashed-{old_pid}.log")
+            with contextlib.suppress(OSError):
+                os.replace(old_log, crashed)
+                self.crash_log = crashed
+        if old_pid is not None:
+            _kill_orphaned_group(old_pid)
+            remove_state(old_pid)
+        atexit.unregister(self._stop_at_exit)
+        self._proc = self._log_file = None
+        self._port = self._pid = None
+        self._reused = self._adopted = False
+        self._preferred_port = old_port
+        try:
+            return self.start()
+        finally:
+            self._preferred_port = None
 
     def load_models(self, names: Sequence[str] | None = None, timeout: float = 300.0) -> dict[str, float]:
         """Load models now instead of on the first request; return seconds taken per model.
@@ -448,6 +497,15 @@ class LocalServer:
     def __repr__(self) -> str:
         where = self.base_url if self.started else "not started"
         return f"LocalServer({where}, models={list(self.models)}, reused={self._reused})"
+
+
+def _kill_orphaned_group(pgid: int, wait: float = 2.0) -> None:
+    """SIGKILL what is left of a dead router's process group (its model children) and wait for it."""
+    deadline = time.monotonic() + wait
+    while group_alive(pgid) and time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        time.sleep(0.02)
 
 
 def stop_running_server(grace: float = 5.0) -> bool:

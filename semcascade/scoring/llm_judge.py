@@ -31,6 +31,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from semcascade._limits import PerLoopSemaphore
+from semcascade._retry import RetryingProvider
 from semcascade.errors import ProviderError, ScorerError
 from semcascade.providers import Completion, CompletionRequest, LiteLLMProvider, Provider
 from semcascade.scoring._registry import register_scorer
@@ -89,7 +90,7 @@ class LLMJudgeNLIScorer:
 
     ``model``: a resolved litellm model string (e.g. ``"openai/qwen2.5-coder-1.5b"``).
     ``api_base``/``api_key``: passed to the provider (the key never appears in
-    reprs or logs). ``provider``: defaults to :class:`LiteLLMProvider`.
+    reprs or logs). ``provider``: defaults to :class:`LiteLLMProvider` with retries.
     ``prompt_template``/``system_prompt``: override the prompt (fields
     ``{question}``, ``{premise}``, ``{hypothesis}``).
     """
@@ -126,7 +127,7 @@ class LLMJudgeNLIScorer:
         self.model = model
         self.api_base = api_base
         self._api_key = api_key
-        self.provider: Provider = provider if provider is not None else LiteLLMProvider()
+        self.provider: Provider = provider if provider is not None else RetryingProvider(LiteLLMProvider())
         self.max_concurrency = max_concurrency
         self.timeout = float(timeout)
         self.prompt_template = prompt_template

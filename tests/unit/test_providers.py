@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import litellm
 import litellm.exceptions as lx
 import pytest
 
+from semcascade._retry import RetryConfig, RetryingProvider
 from semcascade.errors import (
     AuthenticationError,
     MalformedResponseError,
-    ProviderError,
     ProviderTimeoutError,
+    ProviderUnavailableError,
     RateLimitError,
     UnknownModelError,
 )
@@ -66,19 +68,25 @@ async def test_empty_choices_is_malformed(monkeypatch: pytest.MonkeyPatch) -> No
         await LiteLLMProvider().complete(REQ)
 
 
-async def test_connection_drop_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_connection_drop_is_transient_and_retried_by_the_wrapper(monkeypatch: pytest.MonkeyPatch) -> None:
+    # LiteLLMProvider makes one attempt; the retry loop lives in RetryingProvider only.
     drop = lx.InternalServerError("OpenAIException - Connection error.", llm_provider="openai", model="m")
-    calls = patch(monkeypatch, drop, response(["x"]))
-    c = await LiteLLMProvider().complete(REQ)
-    assert len(calls) == 2 and c.choices[0].text == "x"
-
-
-async def test_real_500_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
-    err = lx.InternalServerError("OpenAIException - model crashed", llm_provider="openai", model="m")
-    calls = patch(monkeypatch, err, response(["x"]))
-    with pytest.raises(ProviderError, match="model crashed"):
+    calls = patch(monkeypatch, drop, drop, response(["x"]))
+    with pytest.raises(ProviderUnavailableError, match="cannot reach the provider"):
         await LiteLLMProvider().complete(REQ)
     assert len(calls) == 1
+    fast = RetryConfig(max_attempts=3, backoff_base_s=0.0, backoff_max_s=0.0)
+    c = await RetryingProvider(LiteLLMProvider(), fast).complete(REQ)
+    assert len(calls) == 3 and c.choices[0].text == "x"
+
+
+async def test_5xx_is_transient_with_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = httpx.Response(503, headers={"Retry-After": "2"}, request=httpx.Request("POST", "http://x"))
+    err = lx.ServiceUnavailableError("OpenAIException - overloaded", llm_provider="openai", model="m", response=raw)
+    patch(monkeypatch, err)
+    with pytest.raises(ProviderUnavailableError, match="server error 503") as info:
+        await LiteLLMProvider().complete(REQ)
+    assert info.value.retry_after == 2.0
 
 
 @pytest.mark.parametrize(

@@ -221,4 +221,5 @@ def test_registry_and_default_provider() -> None:
     assert isinstance(scorer, LLMJudgeNLIScorer)
     assert isinstance(scorer, AgreementScorer)
     assert scorer.name == "llm_judge" and scorer.kind == "nli"
-    assert type(scorer.provider).__name__ == "LiteLLMProvider"
+    assert type(scorer.provider).__name__ == "RetryingProvider"
+    assert type(scorer.provider.inner).__name__ == "LiteLLMProvider"  # type: ignore[attr-defined]

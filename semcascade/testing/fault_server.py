@@ -1,0 +1,306 @@
+"""A fault-injecting OpenAI-compatible chat-completions server on loopback.
+
+Real HTTP, so litellm talks to it exactly as to a provider: use the model
+string ``openai/<anything>`` with ``api_base=server.base_url``. Each request
+gets one *fault* (``"ok"`` = a well-formed answer):
+
+``latency``    answer after ``latency_s`` extra seconds
+``429``        HTTP 429 with a ``Retry-After`` header (``retry_after``, seconds or an HTTP date)
+``500``        HTTP 500 with an OpenAI-style error body
+``503``        HTTP 503 with ``Retry-After``
+``hang``       sleep ``hang_s`` (past any sane client timeout), then answer
+``malformed``  HTTP 200 whose body is not JSON
+``empty``      HTTP 200 with ``"choices": []``
+``wrong_n``    HTTP 200 with one choice fewer than ``n`` asked for (at least one fewer, never negative)
+``drop``       close the connection without answering
+``401``        HTTP 401 (a bad key: a configuration error, never retried)
+``404``        HTTP 404 "model not found" (a configuration error, never retried)
+
+The fault of a request is chosen, first match wins, by: an ``X-Fault``
+request header (per request; pass it through litellm's ``extra_headers``),
+a fault named in the model (``openai/fault-500``), the :meth:`FaultServer.script`
+queue, then at random with probability ``fault_rate`` from ``fault_mix``.
+
+The server runs its own event loop in a daemon thread, so it serves sync and
+async clients alike and is unaffected by the client's loop being cancelled::
+
+    with FaultServer(fault_rate=0.2, seed=1) as server:
+        server.script("429", "ok")
+        ...  # litellm.acompletion(model="openai/fault-model", api_base=server.base_url, ...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["FAULT_KINDS", "TRANSIENT_FAULTS", "FaultServer", "FaultStats", "http_date"]
+
+FAULT_KINDS: tuple[str, ...] = (
+    "ok",
+    "latency",
+    "429",
+    "500",
+    "503",
+    "hang",
+    "malformed",
+    "empty",
+    "wrong_n",
+    "drop",
+    "401",
+    "404",
+)
+#: faults a transient-failure mix draws from by default (no hangs, no config-type errors)
+TRANSIENT_FAULTS: tuple[str, ...] = ("latency", "429", "500", "503", "malformed", "empty", "wrong_n", "drop")
+
+#: (model, prompt text, choice index, rng) -> the answer text of one choice
+AnswerFn = Callable[[str, str, int, random.Random], str]
+
+
+def _default_answer(model: str, prompt: str, index: int, rng: random.Random) -> str:
+    return "Paris"
+
+
+@dataclass
+class FaultStats:
+    """What the server saw (read it after the calls finished)."""
+
+    requests: int = 0
+    by_fault: collections.Counter[str] = field(default_factory=collections.Counter)
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    choices_served: int = 0
+
+
+class FaultServer:
+    """An OpenAI-compatible ``/v1/chat/completions`` that misbehaves on purpose.
+
+    ``fault_rate``: probability that a request (without a header/model/script
+    fault) gets a fault, drawn from ``fault_mix`` (kind -> weight; default all
+    of :data:`TRANSIENT_FAULTS` equally). ``latency_s``: delay of the ``latency`` fault
+    and ``base_latency_s`` of every request. ``retry_after``: the
+    ``Retry-After`` value sent with 429/503 (``None`` = no header).
+    """
+
+    def __init__(
+        self,
+        *,
+        fault_rate: float = 0.0,
+        fault_mix: Mapping[str, float] | None = None,
+        latency_s: float = 0.5,
+        base_latency_s: float = 0.0,
+        retry_after: str | None = "0",
+        hang_s: float = 3600.0,
+        answer: AnswerFn = _default_answer,
+        seed: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if not 0.0 <= fault_rate <= 1.0:
+            raise ValueError(f"fault_rate must be within [0, 1], got {fault_rate}")
+        mix = dict(fault_mix) if fault_mix is not None else dict.fromkeys(TRANSIENT_FAULTS, 1.0)
+        unknown = sorted(set(mix) - set(FAULT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; choose from {', '.join(FAULT_KINDS)}")
+        self.fault_rate = fault_rate
+        self.fault_mix = mix
+        self.latency_s = latency_s
+        self.base_latency_s = base_latency_s
+        self.retry_after = retry_after
+        self.hang_s = hang_s
+        self.answer = answer
+        self.host = host
+        self._port = port
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._script: collections.deque[str] = collections.deque()
+        self.stats = FaultStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    # ------------------------------------------------------------------ control
+
+    @property
+    def port(self) -> int:
+        if self._runner is None:
+            raise RuntimeError("the fault server is not running; call start() first")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible base URL (``http://127.0.0.1:PORT/v1``)."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    def script(self, *faults: str) -> None:
+        """Queue faults for the next requests (FIFO; ahead of the random ones)."""
+        bad = [f for f in faults if f not in FAULT_KINDS]
+        if bad:
+            raise ValueError(f"unknown fault kinds {bad}; choose from {', '.join(FAULT_KINDS)}")
+        with self._lock:
+            self._script.extend(faults)
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self.stats = FaultStats()
+            self._script.clear()
+
+    def start(self) -> FaultServer:
+        if self._thread is not None:
+            return self
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="semcascade-fault-server", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), loop).result(timeout=30)
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._stop(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> FaultServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ serving
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_post("/chat/completions", self._handle)
+        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._port)
+        await site.start()
+        self._port = int(runner.addresses[0][1])
+        self._runner = runner
+
+    async def _stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _pick(self, header: str | None, model: str) -> str:
+        if header:
+            return header
+        tail = model.rsplit("/", 1)[-1]
+        if tail.startswith("fault-") and tail.removeprefix("fault-") in FAULT_KINDS:
+            return tail.removeprefix("fault-")
+        with self._lock:
+            if self._script:
+                return self._script.popleft()
+            if self.fault_rate and self._rng.random() < self.fault_rate:
+                kinds, weights = zip(*self.fault_mix.items(), strict=True)
+                return str(self._rng.choices(kinds, weights=weights)[0])
+        return "ok"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "request body is not JSON")
+        model = str(body.get("model", ""))
+        fault = self._pick(request.headers.get("X-Fault"), model)
+        if fault not in FAULT_KINDS:
+            return _error(400, f"unknown X-Fault {fault!r}")
+        with self._lock:
+            self.stats.requests += 1
+            self.stats.by_fault[fault] += 1
+            self.stats.in_flight += 1
+            self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.stats.in_flight)
+        try:
+            return await self._respond(request, body, model, fault)
+        finally:
+            with self._lock:
+                self.stats.in_flight -= 1
+
+    async def _respond(self, request: web.Request, body: dict[str, Any], model: str, fault: str) -> web.StreamResponse:
+        if self.base_latency_s:
+            await asyncio.sleep(self.base_latency_s)
+        headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
+        if fault == "latency":
+            await asyncio.sleep(self.latency_s)
+        elif fault == "hang":
+            await asyncio.sleep(self.hang_s)
+        elif fault == "429":
+            return _error(429, "Rate limit reached for requests", headers=headers, kind="rate_limit_exceeded")
+        elif fault == "500":
+            return _error(500, "The server had an error while processing your request", kind="server_error")
+        elif fault == "503":
+            return _error(503, "The engine is currently overloaded", headers=headers, kind="server_error")
+        elif fault == "401":
+            return _error(401, "Incorrect API key provided", kind="invalid_api_key")
+        elif fault == "404":
+            return _error(404, f"The model `{model}` does not exist", kind="model_not_found")
+        elif fault == "malformed":
+            return web.Response(
+                status=200, text='{"id": "x", "choices": [ {"message": ', content_type="application/json"
+            )
+        elif fault == "drop":
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError  # nothing can be sent on an aborted connection
+        n = int(body.get("n") or 1)
+        if fault == "empty":
+            count = 0
+        elif fault == "wrong_n":
+            count = max(0, n - 1) if n > 1 else 0
+        else:
+            count = n
+        return web.json_response(self._completion(body, model, count))
+
+    def _completion(self, body: dict[str, Any], model: str, count: int) -> dict[str, Any]:
+        messages: Sequence[Mapping[str, Any]] = body.get("messages") or []
+        prompt = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, Mapping))
+        max_tokens = int(body.get("max_tokens") or 16)
+        with self._lock:
+            texts = [self.answer(model, prompt, i, self._rng) for i in range(count)]
+            self.stats.choices_served += count
+        texts = [" ".join(t.split()[:max_tokens]) for t in texts]
+        completion_tokens = sum(max(1, len(t.split())) for t in texts)
+        return {
+            "id": f"chatcmpl-fault-{time.monotonic_ns()}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop", "logprobs": None}
+                for i, t in enumerate(texts)
+            ],
+            "usage": {
+                "prompt_tokens": max(1, len(prompt.split())),
+                "completion_tokens": completion_tokens,
+                "total_tokens": max(1, len(prompt.split())) + completion_tokens,
+            },
+        }
+
+
+def _error(
+    status: int, message: str, *, headers: Mapping[str, str] | None = None, kind: str = "invalid_request_error"
+) -> web.Response:
+    return web.json_response(
+        {"error": {"message": message, "type": kind, "param": None, "code": kind}}, status=status, headers=headers
+    )
+
+
+def http_date(seconds_from_now: float) -> str:
+    """A ``Retry-After`` HTTP-date ``seconds_from_now`` in the future."""
+    return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)

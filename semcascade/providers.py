@@ -63,6 +63,9 @@ class CompletionRequest:
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: names the tier in errors; not sent to the provider
     tier: str | None = None
+    #: index of this request's first sample among the tier's k; not sent to the provider. It keeps
+    #: otherwise identical single-sample calls (a backend without native ``n``) apart in caches.
+    sample_offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,6 +174,8 @@ def request_key(request: CompletionRequest) -> str:
         "top_logprobs": (request.top_logprobs or None) if request.logprobs else None,
         "extra": _canonical(extra, "extra"),
     }
+    if request.sample_offset:  # k single-sample calls of one tier are k different samples
+        payload["sample_offset"] = int(request.sample_offset)
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

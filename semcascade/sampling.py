@@ -140,6 +140,7 @@ async def sample_tier(
                         logprobs=cfg.logprobs,
                         extra=cfg.litellm_params,
                         tier=cfg.name,
+                        sample_offset=0 if model.native_n else j,
                     ),
                 )
             )

@@ -465,7 +465,8 @@ def write_outputs(rep: EvalReport, records: Sequence[ExampleRecord], examples: S
     (out / "report.json").write_text(json.dumps(payload, indent=1, default=float))
     (out / "report.md").write_text(rep.markdown() + _plot_links())
     base = rep.systems[0]
-    strong = next(r for r in rep.systems if r.cost_vs_strong == 1.0 and "greedy" in r.system) if rep.systems else base
+    # the strong tier alone is the cost baseline (without prices every cost is 0: fall back to the first row)
+    strong = next((r for r in rep.systems if r.cost_vs_strong == 1.0 and "greedy" in r.system), base)
     points = {r.system: (r.cost, r.quality) for r in rep.systems if "same deferral rate" not in r.system}
     title = f"{rep.dataset} (n={rep.n})"
     plot_frontier(out / "frontier.png", rep.curves, points, baseline_cost=strong.cost or 1.0, title=title,

@@ -129,3 +129,13 @@ async def test_fit_confidence_on_calibration_then_report_it_on_test(tmp_path: Pa
     assert any(r.system.startswith("cascade: confidence (shipped") for r in rep2.systems)
     with pytest.raises(ConfigError, match="confidence_model"):
         await run_eval(CFG, dataset="nq", n=2, signals=("confidence",), cache_path=tmp_path / "c.sqlite", provider=provider)
+
+
+async def test_a_config_without_prices_still_writes_its_report(tmp_path: Path) -> None:
+    free = {**CFG, "tiers": [{k: v for k, v in t.items() if "cost" not in k} for t in CFG["tiers"]]}
+    rep = await run_eval(
+        free, dataset="nq", n=4, signals=("lexical",), out_dir=tmp_path / "o", cache_path=tmp_path / "c.sqlite",
+        provider=MockProvider(handler), progress=False,
+    )  # fmt: skip
+    assert rep.row("strong alone (greedy)").cost == 0.0
+    assert (tmp_path / "o" / "frontier.png").stat().st_size > 0

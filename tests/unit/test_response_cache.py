@@ -531,3 +531,25 @@ async def test_kill_9_loses_no_committed_rows_and_resume_pays_only_for_missing(t
         assert cache.count() == 3 * prompts
     finally:
         cache.close()
+
+
+async def test_single_sample_calls_of_one_tier_are_cached_as_different_samples(tmp_path: Path) -> None:
+    """A backend without native n gets k identical n=1 calls: the cache must keep k samples, not one."""
+    import itertools
+
+    from semcascade import Cascade, MockProvider
+    from semcascade.response_cache import CachingProvider, ResponseCache
+
+    counter = itertools.count()
+
+    def answer(req: CompletionRequest) -> Completion:
+        return MockProvider.texts(req.model, [f"sample {next(counter)}"])
+
+    cfg = {"tiers": [{"name": "t", "model": "anthropic/m", "k": 3, "native_n": False, "threshold": 0.0}],
+           "scorer": {"name": "lexical"}}  # fmt: skip
+    cached = CachingProvider(MockProvider(answer), ResponseCache(tmp_path / "c.sqlite"))
+    first = await Cascade(cfg, provider=cached).generate("q")
+    texts = sorted(s.text for s in first.trace[0].samples)
+    assert texts == ["sample 0", "sample 1", "sample 2"]
+    again = await Cascade(cfg, provider=cached).generate("q")  # served from the cache, still 3 samples
+    assert sorted(s.text for s in again.trace[0].samples) == texts and next(counter) == 3

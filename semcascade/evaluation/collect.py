@@ -250,7 +250,7 @@ async def score_signals(
                     t.scores[spec.name], t.consensus[spec.name] = _token_prob(t, spec.statistic)
                     t.scoring_s[spec.name] = 0.0
                 elif spec.kind == "random":
-                    t.scores[spec.name] = rng.random() if len(t.samples) > 1 else None
+                    t.scores[spec.name] = rng.random()  # no information: needs no samples either
                     t.consensus[spec.name] = 0
                     t.scoring_s[spec.name] = 0.0
                 else:

@@ -123,6 +123,11 @@ def _task_config(cfg: CascadeConfig, task: str) -> CascadeConfig:
     return cfg.model_copy(update={"tiers": tiers, "system_prompt": None, "answer_format": tpl.answer_format})
 
 
+def _shipped_signal(cfg: CascadeConfig) -> str:
+    """The signal the config itself decides on: its first tier's confidence model, else its scorer's agreement."""
+    return "confidence" if cfg.tiers[0].confidence_model else _SCORER_SIGNAL.get(cfg.scorer.name, "embedding")
+
+
 def _judge_model(cfg: CascadeConfig) -> str:
     """The NLI judge: the config's llm_judge model, else the strongest tier's first model."""
     if cfg.scorer.name == "llm_judge" and isinstance(cfg.scorer.options.get("model"), str):
@@ -179,6 +184,10 @@ def _build_signals(cascade: Cascade, names: Sequence[str], provider: Provider) -
     if "random" in wanted:
         specs.append(SignalSpec("random", "random"))
     return specs
+
+
+def _has_scores(records: Sequence[ExampleRecord], signal: str) -> bool:
+    return any(r.tiers[0].scores.get(signal) is not None for r in records)
 
 
 def _threshold_at_rate(records: Sequence[ExampleRecord], signal: str, rate: float) -> float:
@@ -247,6 +256,9 @@ async def run_eval(
         if tuple(signals) != ALL_SIGNALS:
             raise ConfigError("signal 'confidence' needs a tier with a confidence_model in the config")
         signals = tuple(s for s in signals if s != "confidence")
+    shipped = _shipped_signal(base_cfg)
+    if shipped not in signals:  # the report always shows the config's own operating point
+        signals = (*signals, shipped)
     examples: list[Example] = load_dataset(dataset, n, seed, split)
     task = examples[0].task
     template = get_template(task)
@@ -306,7 +318,7 @@ def build_report(
     metrics = get_task_metrics(task)
     n_tiers = len(cfg.tiers)
     names = [t.name for t in cfg.tiers]
-    shipped = "confidence" if cfg.tiers[0].confidence_model else _SCORER_SIGNAL.get(cfg.scorer.name, signals[0])
+    shipped = _shipped_signal(cfg)
     if shipped not in signals:
         shipped = signals[0]
     base = summarize(tier_alone(records, n_tiers - 1, mode="greedy"), n_tiers)
@@ -330,8 +342,8 @@ def build_report(
     rate = summarize(shipped_outs, n_tiers).deferral
     first_rate = rate[0] if rate else 0.0
     for sig in signals:
-        if sig in (shipped, "random"):
-            continue
+        if sig in (shipped, "random") or not _has_scores(records, sig):
+            continue  # a signal with no scores (an agreement signal on a one-sample tier) has no cascade
         th = _threshold_at_rate(records, sig, first_rate)
         outs = cascade_outcomes(records, sig, [th] * (n_tiers - 1))
         rows.append(_row(f"cascade: {sig} (same deferral rate)", outs, n_tiers, base, th))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,14 +13,19 @@ from semcascade.evaluation.harness import ALL_SIGNALS, run_eval
 pytestmark = pytest.mark.integration
 
 
-async def test_eval_nq_tiny_all_signals(local_cascade: Cascade, tmp_path: Path) -> None:
+async def test_eval_nq_tiny_all_signals(
+    local_cascade: Cascade, variant: Callable[..., Cascade], tmp_path: Path
+) -> None:
+    # a sampled cheap tier (k=3, greedy included) that keeps the shipped confidence model: every signal has scores
+    sampled = variant(local_cascade, k=3, temperature=0.7, include_greedy=True)
     rep = await run_eval(
         dataset="nq", n=4, seed=0, out_dir=tmp_path / "nq", signals=ALL_SIGNALS,
-        cache_path=tmp_path / "c.sqlite", cascade=local_cascade, progress=False,
+        cache_path=tmp_path / "c.sqlite", cascade=sampled, progress=False,
     )  # fmt: skip
-    assert rep.n == 4
+    assert rep.n == 4 and rep.shipped_signal == "confidence"
     assert set(rep.signal_quality) == set(ALL_SIGNALS)
-    strong = rep.row(f"{local_cascade.config.tiers[-1].name} alone (greedy)")
+    assert all(v["positive_rate"] is not None for k, v in rep.signal_quality.items()), rep.signal_quality
+    strong = rep.row(f"{sampled.config.tiers[-1].name} alone (greedy)")
     assert strong.cost > 0 and strong.latency_mean_s > 0
     shipped = next(r for r in rep.systems if "shipped" in r.system)
     assert 0.0 <= shipped.deferral[0] <= 1.0

@@ -33,6 +33,7 @@ from semcascade.text import answer_tokens
 
 __all__ = [
     "ARTIFACT_FORMAT",
+    "EMPTY_ANSWER_LOGPROB",
     "BUILTIN_PREFIX",
     "FEATURES",
     "ConfidenceModel",
@@ -89,8 +90,15 @@ def _feature(name: str) -> Callable[[Feature], Feature]:
     return deco
 
 
+#: the log-probability features of an empty answer (no tokens, so none to read): as unlikely as it gets
+EMPTY_ANSWER_LOGPROB = -20.0
+
+
 def _rep_logprob(ev: TierEvidence, values: Sequence[float | None], what: str) -> float:
-    v = values[ev.representative] if ev.representative < len(values) else None
+    i = ev.representative
+    v = values[i] if i < len(values) else None
+    if v is None and i < ev.n and (not ev.answers[i].strip() or (i < len(ev.tokens) and ev.tokens[i] == 0)):
+        return EMPTY_ANSWER_LOGPROB  # nothing was generated: not a provider without logprobs
     if v is None:
         raise ConfidenceError(
             f"tier {ev.tier or '?'}: the confidence feature {what!r} needs token log-probabilities, but the "

@@ -192,6 +192,10 @@ class LLMJudgeNLIScorer:
                 ) from exc
         return self._parse(completion)
 
+    async def entailment(self, question: str, premise: str, hypothesis: str) -> dict[str, float]:
+        """P(yes), P(no), P(maybe) for ``premise`` => ``hypothesis`` only: one judge call, one direction."""
+        return await self._ask(question, premise, hypothesis)
+
     async def judge(self, question: str, pairs: Sequence[tuple[str, str]]) -> list[PairJudgement]:
         # Each distinct direction (premise, hypothesis) is asked once.
         directions: dict[tuple[str, str], int] = {}

@@ -150,3 +150,16 @@ def test_cascade_decides_on_confidence_when_the_tier_has_a_model(tmp_path: Path)
         Cascade({**cfg, "tiers": [{**cfg["tiers"][0], "logprobs": False}, cfg["tiers"][1]]})
     with pytest.raises(ConfigError, match="confidence_model"):
         Cascade({**cfg, "tiers": [{**cfg["tiers"][0], "confidence_model": "builtin:nope"}, cfg["tiers"][1]]})
+
+
+def test_an_empty_answer_reads_as_improbable_not_as_a_provider_without_logprobs() -> None:
+    from semcascade.confidence import EMPTY_ANSWER_LOGPROB
+
+    ev = evidence(answers=[""], representative=0, agreement=None, largest_cluster=1, mean_logprobs=[None],
+                  min_logprobs=[None], first_logprobs=[None], tokens=[0])  # fmt: skip
+    assert feature_vector(ev, ["lp_mean", "lp_min", "lp_first"]) == [EMPTY_ANSWER_LOGPROB] * 3
+    # a non-empty answer without logprobs is still refused
+    with pytest.raises(ConfidenceError):
+        feature_vector(evidence(answers=["Paris"], representative=0, agreement=None, largest_cluster=1,
+                                mean_logprobs=[None], min_logprobs=[None], first_logprobs=[None], tokens=[1]),
+                       ["lp_mean"])  # fmt: skip

@@ -92,6 +92,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         cache_path=args.cache,
         concurrency=args.concurrency,
         command=command,
+        hallucination_judge=not args.no_hallucination_judge,
     )
     print(report.markdown())
     print(f"wrote {out}/report.md, summary.csv, examples.jsonl, report.json and plots", file=sys.stderr)
@@ -237,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--signals", default=None, help="comma-separated deferral signals (default: all)")
     ev.add_argument("--cache", default=None, help="response cache file (default: ~/.cache/semcascade/responses.sqlite)")
     ev.add_argument("--concurrency", type=int, default=1, help="examples in flight (1 keeps latencies clean)")
+    ev.add_argument(
+        "--no-hallucination-judge",
+        action="store_true",
+        help="summarisation: skip the NLI judge's hallucination rate (about 3 judge calls per summary)",
+    )
     ev.set_defaults(func=_cmd_eval)
 
     fc = sub.add_parser(

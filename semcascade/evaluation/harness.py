@@ -34,7 +34,7 @@ from semcascade.evaluation.datasets import Example, load_dataset
 from semcascade.evaluation.metrics import auroc, average_precision
 from semcascade.evaluation.plots import plot_deferral, plot_frontier, plot_reliability
 from semcascade.evaluation.prompts import get_template
-from semcascade.evaluation.quality import get_task_metrics
+from semcascade.evaluation.quality import get_task_metrics, hallucination_rate_qa
 from semcascade.evaluation.replay import (
     CurvePoint,
     ExampleRecord,
@@ -147,6 +147,54 @@ class _MeteredProvider:
         return out
 
 
+def _judge_kwargs(cascade: Cascade) -> tuple[str, dict[str, Any]]:
+    """The NLI judge's model name and the keyword arguments that reach it (a local model resolved)."""
+    model = _judge_model(cascade.config)
+    if model.startswith(LOCAL_PREFIX):
+        resolved = cascade.resolve_model(model)
+        return model, {"model": resolved.litellm_model, "api_base": resolved.api_base, "api_key": "local"}
+    return model, {"model": model}
+
+
+async def _summary_hallucination(
+    cascade: Cascade,
+    provider: Provider,
+    records: Sequence[ExampleRecord],
+    examples: Sequence[Example],
+    cfg: CascadeConfig,
+    *,
+    progress: bool,
+) -> dict[str, float]:
+    """Hallucination rate (share of summaries with a sentence the NLI judge finds unsupported by the
+    article as the model saw it) of the strong tier alone and of the shipped cascade."""
+    from tqdm.auto import tqdm
+
+    from semcascade.evaluation.hallucination import FactualityJudge
+    from semcascade.evaluation.prompts import truncate_text
+
+    _, kw = _judge_kwargs(cascade)
+    judge = FactualityJudge.from_model(kw.pop("model"), provider=provider, **kw)
+    template = get_template("summarization")
+    sources = [
+        truncate_text(e.input, template.max_input_chars) if template.max_input_chars else e.input for e in examples
+    ]
+    n_tiers = len(cfg.tiers)
+    systems = {
+        "strong alone (greedy)": tier_alone(records, n_tiers - 1, mode="greedy"),
+        "cascade (shipped)": cascade_outcomes(records, _shipped_signal(cfg), [t.threshold for t in cfg.tiers[:-1]]),
+    }
+    rates = {}
+    for name, outs in systems.items():
+        texts = [_text_of(r, o) for r, o in zip(records, outs, strict=True)]
+        bar = tqdm(total=len(texts), desc=f"hallucination judge: {name}", unit="summary", disable=not progress)
+        try:
+            verdicts = await judge.judge_summaries(sources, texts, progress=bar.update)
+        finally:
+            bar.close()
+        rates[name] = sum(v.hallucinated for v in verdicts) / len(verdicts)
+    return rates
+
+
 def _build_signals(cascade: Cascade, names: Sequence[str], provider: Provider) -> list[SignalSpec]:
     specs: list[SignalSpec] = []
     cfg = cascade.config
@@ -161,12 +209,7 @@ def _build_signals(cascade: Cascade, names: Sequence[str], provider: Provider) -
     if "lexical" in wanted:
         specs.append(SignalSpec("lexical", "scorer", CachedScorer(create_scorer("lexical"))))
     if "nli" in wanted:
-        model = _judge_model(cascade.config)
-        if model.startswith(LOCAL_PREFIX):
-            resolved = cascade.resolve_model(model)
-            kw: dict[str, Any] = {"model": resolved.litellm_model, "api_base": resolved.api_base, "api_key": "local"}
-        else:
-            kw = {"model": model}
+        model, kw = _judge_kwargs(cascade)
         owner = next((t for t in cascade.config.tiers if model in t.model_list), cascade.config.tiers[-1])
         metered = _MeteredProvider(provider, owner)
         judge = CachedScorer(create_scorer("llm_judge", provider=metered, **kw))
@@ -234,6 +277,7 @@ async def run_eval(
     cascade: Cascade | None = None,
     provider: Provider | None = None,
     command: str | None = None,
+    hallucination_judge: bool = True,
 ) -> EvalReport:
     """Evaluate ``config`` on ``n`` examples of ``dataset``; write reports to ``out_dir`` if given.
 
@@ -241,6 +285,9 @@ async def run_eval(
     so a rerun, a wider sweep or a resumed interrupted run pays only for calls
     it has not made before. ``provider`` replaces the real litellm provider
     (tests); ``cascade`` shares an already-started cascade's local server.
+    For summarisation, ``hallucination_judge`` also measures the hallucination
+    rate of the strong tier and of the shipped cascade with the NLI judge
+    (:mod:`semcascade.evaluation.hallucination`; about 3 judge calls per summary).
     """
     started = time.perf_counter()
     unknown = sorted(set(signals) - set(ALL_SIGNALS))
@@ -283,6 +330,9 @@ async def run_eval(
         prompts = {str(e.id): "\n".join(m["content"] for m in template.render(e)) for e in examples}
         specs = _build_signals(own, signals, provider)
         await score_signals(records, questions, specs, cfg.equivalence, seed=seed, progress=progress, prompts=prompts)
+        halluc: dict[str, float] = {}
+        if task == "summarization" and hallucination_judge:
+            halluc = await _summary_hallucination(own, provider, records, examples, cfg, progress=progress)
     finally:
         if cascade is None:
             await asyncio.to_thread(own.close)
@@ -290,6 +340,8 @@ async def run_eval(
     report.config = (
         str(config) if config is not None and not isinstance(config, CascadeConfig) else "configs/local.yaml"
     )
+    for system, rate in halluc.items():
+        report.corpus_metrics.setdefault(system, {})["hallucination_rate"] = rate
     report.split = split
     report.agreement_signal = _SCORER_SIGNAL.get(cfg.scorer.name, "embedding")
     report.command = command
@@ -379,6 +431,10 @@ def build_report(
     ):
         preds = [_text_of(r, o) for r, o in zip(records, outs, strict=True)]
         corpus[system] = metrics.evaluate(preds, [e.references for e in examples])
+        if task in ("qa", "rc"):  # answered (never abstained here) and matching no reference
+            wrong = hallucination_rate_qa(preds, [e.references for e in examples])
+            if wrong is not None:
+                corpus[system]["hallucination_rate"] = wrong
     curves = {sig: sweep(records, sig) for sig in signals if sig != "random"}
     if n_tiers == 2 and "random" in signals:
         curves["random"] = random_curve(records, shipped)

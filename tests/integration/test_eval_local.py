@@ -43,3 +43,5 @@ async def test_eval_summarization_tiny(local_cascade: Cascade, tmp_path: Path) -
     assert rep.task == "summarization" and rep.quality_metric == "rougeL"
     assert 0.0 < rep.row(f"{local_cascade.config.tiers[-1].name} alone (greedy)").quality < 1.0
     assert {"rouge1", "rouge2", "rougeL", "rougeLsum"} <= set(rep.corpus_metrics["cascade (shipped)"])
+    for system in ("strong alone (greedy)", "cascade (shipped)"):  # the NLI judge's hallucination rate
+        assert 0.0 <= rep.corpus_metrics[system]["hallucination_rate"] <= 1.0

@@ -51,6 +51,7 @@ def replay(folder: Path, seed: int, signal: str) -> dict[str, Any]:
         "seed": seed,
         "n_test": n,
         "tier_names": model.tier_names,
+        "signal": signal,
         "cheap_right_share": float(right[:, 0].mean()),
         "auroc_pik_cheap": auroc(list(p0), list(right[:, 0] > 0)),
         "auroc_agreement_cheap": auroc(list(agree), list(right[:, 0] > 0)),
@@ -82,7 +83,7 @@ def replay(folder: Path, seed: int, signal: str) -> dict[str, Any]:
 
 
 def markdown(runs: list[dict[str, Any]], command: str) -> str:
-    lines = ["# P(IK) router vs agreement cascade (offline replay on the test split)", "", f"`{command}`", ""]
+    lines = ["# P(IK) router vs the cascade (offline replay on the test split)", "", f"`{command}`", ""]
     for r in runs:
         names = r["tier_names"]
         a_p, a_a = r["auroc_pik_cheap"], r["auroc_agreement_cheap"]
@@ -91,7 +92,7 @@ def markdown(runs: list[dict[str, Any]], command: str) -> str:
             "",
             f"AUROC for '{names[0]} consensus answer is right' ({r['cheap_right_share']:.3f} of test examples): "
             f"P(IK) from the query {'n/a' if a_p is None else f'{a_p:.3f}'}, "
-            f"embedding agreement of its samples {'n/a' if a_a is None else f'{a_a:.3f}'}.",
+            f"the cascade's {r.get('signal', 'deferral')} signal {'n/a' if a_a is None else f'{a_a:.3f}'}.",
             "",
             f"{names[-1]} alone: quality {r['strong_alone']['quality']:.3f}, cost {r['strong_alone']['cost']:.4g}.",
             "",

@@ -31,11 +31,13 @@ def judge(local_cascade: Cascade) -> FactualityJudge:
 
 async def test_copied_facts_pass_and_a_contradicted_fact_is_flagged(judge: FactualityJudge) -> None:
     faithful = "Officials closed three primary schools on Tuesday because of flooding. Nobody was injured."
-    invented = "Officials closed three primary schools on Tuesday. Two people were killed in the storm."
+    invented = (
+        "Officials closed three primary schools on Tuesday. The mayor said repairs would cost fifty million dollars."
+    )
     ok, bad = await judge.judge_summaries([DOC, DOC], [faithful, invented])
     assert not ok.hallucinated, [(c.claim, c.p_supported) for c in ok.claims]
     assert bad.hallucinated, [(c.claim, c.p_supported) for c in bad.claims]
-    assert "Nobody was injured" in bad.claims[1].premise  # the contradicting sentence was retrieved
+    assert "two million pounds" in bad.claims[1].premise  # the contradicting sentence was retrieved
     assert bad.score < ok.score
 
 

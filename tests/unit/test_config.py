@@ -32,7 +32,13 @@ def test_default_is_local_yaml() -> None:
     assert DEFAULT_CONFIG_PATH.resolve() == (REPO / "configs" / "local.yaml").resolve()
     cfg = load_config(None)
     assert cfg.uses_local_server
-    assert next(t.model for t in cfg.tiers) == "local/smollm2-135m"
+    assert [t.model for t in cfg.tiers] == ["local/qwen2.5-coder-0.5b", "local/qwen2.5-coder-1.5b"]
+    # the shipped cheap tier decides on its fitted confidence model, which needs token logprobs
+    assert cfg.tiers[0].confidence_model == "builtin:qwen05-rc-v1" and cfg.tiers[0].logprobs
+    from semcascade import load_confidence_model
+
+    model = load_confidence_model("builtin:qwen05-rc-v1")
+    assert model.provenance["split"] == "calibration" and model.provenance["dataset"] == "halueval_qa"
 
 
 def test_valid_two_tier(tmp_path: Path) -> None:

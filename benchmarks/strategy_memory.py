@@ -70,7 +70,8 @@ def task_config(cfg: CascadeConfig, task: str, memory: MemoryConfig) -> CascadeC
     """The config with the task's generation settings (as the eval harness does) and ``memory``."""
     tpl = get_template(task)
     tiers = [t.model_copy(update={"max_tokens": tpl.max_tokens, "stop": list(tpl.stop) or None}) for t in cfg.tiers]
-    return cfg.model_copy(update={"tiers": tiers, "system_prompt": None, "memory": memory})
+    update = {"tiers": tiers, "system_prompt": None, "memory": memory, "answer_format": tpl.answer_format}
+    return cfg.model_copy(update=update)
 
 
 async def run_stream(cascade: Cascade, examples: list[Example], task: str, label: str) -> list[Step]:

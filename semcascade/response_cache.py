@@ -51,16 +51,16 @@ import json
 import math
 import os
 import sqlite3
-import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from semcascade._sqlite import ThreadConnections
 from semcascade.errors import SemcascadeError
 from semcascade.providers import Choice, Completion, CompletionRequest, Provider, TokenLogprob
 
@@ -261,10 +261,13 @@ class ResponseCache:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
         self.synchronous = synchronous
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        self._closed = False
+        self._conns = ThreadConnections(
+            self.path,
+            busy_timeout_s=busy_timeout_s,
+            synchronous=synchronous,
+            on_error=self._fail,
+            on_closed=lambda: CacheError("the cache is closed; open a new ResponseCache", path=self.path),
+        )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -291,34 +294,8 @@ class ResponseCache:
             path=self.path,
         )
 
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise self._fail(exc, "cannot open") from None
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-        except sqlite3.Error as exc:
-            conn.close()
-            raise self._fail(exc, "cannot open") from None
-        with self._all_lock:
-            self._all.append(conn)
-        return conn
-
     def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise CacheError("the cache is closed; open a new ResponseCache", path=self.path)
-        pid = os.getpid()
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != pid:
-            # a connection inherited across fork() must never be used by the child
-            conn = self._connect()
-            self._local.conn = conn
-            self._local.pid = pid
-        return conn
+        return self._conns.get()
 
     def _initialise(self) -> str:
         conn = self._conn()
@@ -385,12 +362,7 @@ class ResponseCache:
 
     def close(self) -> None:
         """Close every connection (from any thread). Idempotent."""
-        self._closed = True
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            with suppress(sqlite3.Error):
-                conn.close()
+        self._conns.close()
 
     def __enter__(self) -> ResponseCache:
         return self

@@ -16,13 +16,13 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from semcascade._sqlite import ThreadConnections
 from semcascade.memory.store import (
     AddResult,
     Eviction,
@@ -121,14 +121,17 @@ class SQLiteStrategyStore:
         self.max_entries = max_entries
         self.eviction: Eviction = eviction
         self.busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
+        self._conns = ThreadConnections(
+            self.path,
+            busy_timeout_s=busy_timeout_s,
+            synchronous="NORMAL",
+            on_error=self._fail,
+            on_closed=lambda: self._error("the store is closed; open a new SQLiteStrategyStore"),
+        )
         self._cache_lock = threading.Lock()
         self._cached_generation: int | None = None
         self._cached_ids: list[int] = []
         self._cached_matrix: FloatArray = np.zeros((0, 0), dtype=np.float32)
-        self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -157,24 +160,7 @@ class SQLiteStrategyStore:
         )
 
     def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise self._error("the store is closed; open a new SQLiteStrategyStore")
-        pid = os.getpid()
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != pid:
-            try:
-                conn = sqlite3.connect(
-                    self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
-                )
-                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-                conn.execute("PRAGMA synchronous = NORMAL")
-            except sqlite3.Error as exc:
-                raise self._fail(exc, "cannot open") from None
-            with self._all_lock:
-                self._all.append(conn)
-            self._local.conn = conn
-            self._local.pid = pid
-        return conn
+        return self._conns.get()
 
     def _initialise(self) -> None:
         try:
@@ -229,12 +215,7 @@ class SQLiteStrategyStore:
 
     def close(self) -> None:
         """Close every connection (from any thread). Idempotent."""
-        self._closed = True
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            with suppress(sqlite3.Error):
-                conn.close()
+        self._conns.close()
 
     def __enter__(self) -> SQLiteStrategyStore:
         return self

@@ -9,7 +9,7 @@ injected. Both systems share a response cache, so a cheap-tier prompt without
 injected strategies is the same draw for both (the comparison isolates the
 strategies' effect).
 
-Writes benchmarks/results/strategy_memory.{json,md}.
+Writes benchmarks/results/strategy_memory_DATASET.{json,md}.
 
 Real run (the lead runs it; the local llama-server is started or reused):
 
@@ -64,6 +64,8 @@ class Step:
     injected: int
     learned: bool
     failed: bool = False
+    #: wall time of the call (a cached response replays the latency it was recorded with)
+    latency_s: float = 0.0
 
 
 def task_config(cfg: CascadeConfig, task: str, memory: MemoryConfig) -> CascadeConfig:
@@ -98,6 +100,7 @@ async def run_stream(cascade: Cascade, examples: list[Example], task: str, label
                 memory_cost=0.0 if mem is None else mem.cost,
                 injected=0 if mem is None or mem.injected_into is None else len(mem.retrieved),
                 learned=bool(mem and mem.learned),
+                latency_s=r.latency_s,
             )
         )
         if (i + 1) % 10 == 0:
@@ -122,6 +125,7 @@ def windows(steps: list[Step], size: int) -> list[dict[str, Any]]:
                 "injected_share": sum(s.injected > 0 for s in w) / n,
                 "learned": sum(s.learned for s in w),
                 "failed": sum(s.failed for s in w),
+                "latency_mean_s": sum(s.latency_s for s in w) / n,
             }
         )
     return out
@@ -187,15 +191,15 @@ def markdown(report: dict[str, Any]) -> str:
         f"Command: `{report['command']}`",
         "",
         "| system | questions | cheap-tier accuracy | system accuracy | strong-call rate | cost | "
-        "of which strategy calls | prompts with strategies | learned |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "of which strategy calls | prompts with strategies | learned | mean latency (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in ("plain", "with_memory"):
         for w in [*report[name]["windows"], {**report[name]["total"], "questions": "**all**"}]:
             lines.append(
                 f"| {name} | {w['questions']} | {w['cheap_accuracy']:.3f} | {w['system_accuracy']:.3f} | "
                 f"{w['strong_call_rate']:.3f} | {w['cost']:.4g} | {w['memory_cost']:.3g} | "
-                f"{w['injected_share']:.2f} | {w['learned']} |"
+                f"{w['injected_share']:.2f} | {w['learned']} | {w.get('latency_mean_s', float('nan')):.2f} |"
             )
     p, m = report["plain"]["total"], report["with_memory"]["total"]
     if p and m:
@@ -274,12 +278,14 @@ def main() -> int:
     ap.add_argument("--min-similarity", type=float, default=0.5)
     ap.add_argument("--min-agreement", type=float, default=0.8)
     ap.add_argument("--mock", action="store_true", help="no models: a MockProvider stream (smoke test)")
-    ap.add_argument("--out", default=None, help="output stem (default: benchmarks/results/strategy_memory[_mock])")
+    ap.add_argument(
+        "--out", default=None, help="output stem (default: benchmarks/results/strategy_memory_DATASET, or _mock)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="semcascade-memory-") as workdir:
         args.workdir = workdir
         report = asyncio.run(main_async(args))
-    stem = Path(args.out) if args.out else OUT / ("strategy_memory_mock" if args.mock else "strategy_memory")
+    stem = Path(args.out) if args.out else OUT / f"strategy_memory_{'mock' if args.mock else args.dataset}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     md = markdown(report)

@@ -103,7 +103,7 @@ def _cmd_fit_confidence(args: argparse.Namespace) -> int:
     from semcascade.evaluation.fit_confidence import DEFAULT_FEATURES, fit_confidence
 
     features = tuple(f.strip() for f in args.features.split(",")) if args.features else DEFAULT_FEATURES
-    rep = fit_confidence(args.results, tier=args.tier, features=features, name=args.name, l2=args.l2)
+    rep = fit_confidence(args.results, tier=args.tier, features=features, name=args.name, l2=args.l2, split=args.split)
     path = rep.model.save(args.out)
     auc = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in rep.feature_auroc.items())
     print(f"fitted {rep.model.name} v{rep.model.version} on {rep.n} examples (share right {rep.positive_rate:.3f})")
@@ -254,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--features", default=None, help="comma-separated feature names (default: all)")
     fc.add_argument("--name", default=None, help="model name recorded in the artifact")
     fc.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the standardised weights")
+    fc.add_argument(
+        "--split",
+        choices=["all", "calibration", "test"],
+        default="all",
+        help="fit on these ids only (calibration: keep a run's test ids held out)",
+    )
     fc.set_defaults(func=_cmd_fit_confidence)
 
     ca = sub.add_parser("calibrate", help="choose thresholds from eval results for a cost budget or quality target")

@@ -24,8 +24,9 @@ from semcascade.evaluation.datasets import load_dataset
 from semcascade.evaluation.metrics import auroc
 from semcascade.evaluation.prompts import get_template
 from semcascade.evaluation.records import load_records
+from semcascade.evaluation.splits import SPLITS, split_of
 
-__all__ = ["DEFAULT_FEATURES", "FitReport", "fit_confidence"]
+__all__ = ["DEFAULT_FEATURES", "FeatureRows", "FitReport", "feature_rows", "fit_confidence"]
 
 #: the features fitted unless told otherwise
 DEFAULT_FEATURES = (
@@ -65,17 +66,25 @@ def _cv_auroc(x: np.ndarray, y: np.ndarray, features: Sequence[str], l2: float, 
     return auroc(pred.tolist(), y.astype(bool).tolist())
 
 
-def fit_confidence(
+@dataclass(frozen=True)
+class FeatureRows:
+    """One row of confidence features per example of a run, with whether the tier's answer was right."""
+
+    ids: list[str]
+    x: np.ndarray
+    y: np.ndarray
+    report: dict[str, Any]
+
+
+def feature_rows(
     results: str | os.PathLike[str],
     *,
     tier: int = 0,
     features: Sequence[str] = DEFAULT_FEATURES,
-    name: str | None = None,
-    version: str | None = None,
-    l2: float = 1.0,
-    seed: int = 0,
-) -> FitReport:
-    """Fit P(tier ``tier``'s answer is right) on the run in ``results`` (a directory from the harness)."""
+    split: str = "all",
+) -> FeatureRows:
+    """The features of tier ``tier`` on every example of the run in ``results`` (only the ``split`` ids when
+    ``split`` is ``calibration`` or ``test``; see :mod:`semcascade.evaluation.splits`)."""
     out = Path(results)
     report_path = out / "report.json"
     if not report_path.is_file():
@@ -84,9 +93,15 @@ def fit_confidence(
     unknown = [f for f in features if f not in FEATURES]
     if unknown or not features:
         raise ConfidenceError(f"unknown confidence feature(s) {unknown}; choose from {sorted(FEATURES)}")
+    if split not in SPLITS:
+        raise ConfidenceError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     records = load_records(out)
     if not records or tier >= len(records[0].tiers) or tier < 0:
         raise ConfidenceError(f"{out}: the run has no tier {tier}")
+    if split != "all":
+        records = [r for r in records if split_of(r.id) == split]
+        if not records:
+            raise ConfidenceError(f"{out}: the run holds no {split}-split examples")
     task, dataset = str(report["task"]), str(report["dataset"])
     agreement = str(report.get("agreement_signal") or report["shipped_signal"])
     template = get_template(task)
@@ -102,10 +117,29 @@ def fit_confidence(
             raise ConfidenceError(f"{out}: tier {tier} has no {agreement!r} agreement scores (k=1?)")
         xs.append(feature_vector(ev, features))
         ys.append(t.sample_quality[ev.representative] >= 0.5)
-    x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=bool)
+    return FeatureRows([r.id for r in records], np.asarray(xs, dtype=float), np.asarray(ys, dtype=bool), report)
+
+
+def fit_confidence(
+    results: str | os.PathLike[str],
+    *,
+    tier: int = 0,
+    features: Sequence[str] = DEFAULT_FEATURES,
+    name: str | None = None,
+    version: str | None = None,
+    l2: float = 1.0,
+    seed: int = 0,
+    split: str = "all",
+) -> FitReport:
+    """Fit P(tier ``tier``'s answer is right) on the run in ``results`` (a directory from the harness);
+    ``split="calibration"`` fits on the calibration ids of a run that holds both splits."""
+    rows = feature_rows(results, tier=tier, features=features, split=split)
+    report, x, y = rows.report, rows.x, rows.y
+    dataset = str(report["dataset"])
+    agreement = str(report.get("agreement_signal") or report["shipped_signal"])
     provenance = {
         "dataset": dataset,
-        "split": report.get("split", "all"),
+        "split": report.get("split", "all") if split == "all" else split,
         "n": len(y),
         "positive_rate": float(y.mean()),
         "tier": tier,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from semcascade import ConfigError, MockProvider
+from semcascade import ConfidenceError, ConfigError, MockProvider
 from semcascade.evaluation.harness import run_eval
 from semcascade.providers import Completion, CompletionRequest
 
@@ -129,6 +129,32 @@ async def test_fit_confidence_on_calibration_then_report_it_on_test(tmp_path: Pa
     assert any(r.system.startswith("cascade: confidence (shipped") for r in rep2.systems)
     with pytest.raises(ConfigError, match="confidence_model"):
         await run_eval(CFG, dataset="nq", n=2, signals=("confidence",), cache_path=tmp_path / "c.sqlite", provider=provider)
+
+
+async def test_fit_confidence_on_the_calibration_ids_of_a_whole_run(tmp_path: Path) -> None:
+    from semcascade.cli import main
+    from semcascade.evaluation.fit_confidence import feature_rows, fit_confidence
+    from semcascade.evaluation.splits import split_of
+
+    cfg = {**CFG, "tiers": [{**CFG["tiers"][0], "logprobs": True, "include_greedy": True}, CFG["tiers"][1]]}
+    run = tmp_path / "all"
+    await run_eval(
+        cfg, dataset="nq", n=40, out_dir=run, signals=("lexical", "p_min"), cache_path=tmp_path / "c.sqlite",
+        provider=MockProvider(handler_lp), progress=False,
+    )  # fmt: skip
+    whole = feature_rows(run, features=("agreement", "lp_min"))
+    cal = feature_rows(run, features=("agreement", "lp_min"), split="calibration")
+    test = feature_rows(run, features=("agreement", "lp_min"), split="test")
+    assert len(whole.ids) == 40 and 0 < len(cal.ids) < 40 and sorted(cal.ids + test.ids) == sorted(whole.ids)
+    assert {split_of(i) for i in cal.ids} == {"calibration"} and {split_of(i) for i in test.ids} == {"test"}
+    row = {i: whole.x[j].tolist() for j, i in enumerate(whole.ids)}
+    assert all(row[i] == cal.x[j].tolist() for j, i in enumerate(cal.ids))
+    rep = fit_confidence(run, features=("agreement", "lp_min"), split="calibration")
+    assert rep.n == len(cal.ids) and rep.model.provenance["split"] == "calibration"
+    art = tmp_path / "conf.json"
+    assert main(["fit-confidence", str(run), "--out", str(art), "--split", "calibration"]) == 0
+    with pytest.raises(ConfidenceError, match="unknown split"):
+        feature_rows(run, split="holdout")
 
 
 async def test_a_config_without_prices_still_writes_its_report(tmp_path: Path) -> None:

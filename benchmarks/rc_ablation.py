@@ -181,7 +181,7 @@ async def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
             samples = _choices(row, CHEAP, 6, temp)
             for k in (3, 5):
                 for with_greedy in (False, True):
-                    chs = ([g, *samples[:k - 1]]) if with_greedy else samples[:k]
+                    chs = ([g, *samples[: k - 1]]) if with_greedy else samples[:k]
                     answers = [extract_answer(c["text"], "short") for c in chs]
                     raw = [c["text"] for c in chs]
                     m = await pool.matrix(pool.lex, row["question"], answers)
@@ -196,9 +196,7 @@ async def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
                     sig.setdefault(f"lexical agreement ({tag})", []).append(float(cons.score or 0.0))
                     if k == 5 and temp == 0.7:
                         me = await pool.matrix(pool.emb, row["question"], answers)
-                        sig.setdefault(f"embedding agreement ({tag})", []).append(
-                            float((me.sum() - k) / (k * (k - 1)))
-                        )
+                        sig.setdefault(f"embedding agreement ({tag})", []).append(float((me.sum() - k) / (k * (k - 1))))
                     if k == 3 and temp == 0.7 and with_greedy:
                         ev = _evidence(row, chs, answers, m, 0)
                         for name, names in FEATURE_SETS.items():

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import sys
 import tempfile
@@ -34,6 +33,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from _report import write_report
 
 from semcascade import Cascade, CascadeFailedError, MockProvider, load_config
 from semcascade.config import CascadeConfig
@@ -285,12 +286,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="semcascade-memory-") as workdir:
         args.workdir = workdir
         report = asyncio.run(main_async(args))
-    stem = Path(args.out) if args.out else OUT / f"strategy_memory_{'mock' if args.mock else args.dataset}"
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    md = markdown(report)
-    stem.with_suffix(".md").write_text(md)
-    print(md)
+    write_report(
+        Path(args.out) if args.out else OUT / f"strategy_memory_{'mock' if args.mock else args.dataset}",
+        report,
+        markdown,
+    )
     return 0
 
 

@@ -1,0 +1,19 @@
+"""Shared by the benchmark scripts: write a result as JSON plus its markdown table, and print the table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def write_report(stem: str | Path, report: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> str:
+    """Write ``STEM.json`` and ``STEM.md`` (creating the folder), print the markdown and return it."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    md = markdown(report)
+    stem.with_suffix(".md").write_text(md)
+    print(md)
+    return md

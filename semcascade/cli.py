@@ -143,7 +143,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             ) from None
     rep = calibrate_run(
         args.results, budget=args.budget, quality=quality, quality_relative=relative, signal=args.signal,
-        method=args.method, seed=args.seed,
+        method=args.method, seed=args.seed, calibration_run=args.calibration_run,
     )  # fmt: skip
     print(rep.text())
     if not args.dry_run:
@@ -272,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--out", default="configs/calibrated.yaml", help="where to write the calibrated config")
     ca.add_argument("--dry-run", action="store_true", help="print the choice, write nothing")
     ca.add_argument("--seed", type=int, default=0, help="seed of the 50/50 fallback split")
+    ca.add_argument(
+        "--calibration-run",
+        default=None,
+        help="choose on this run (e.g. an `eval --split calibration` folder); RESULTS is then the held-out run",
+    )
     ca.set_defaults(func=_cmd_calibrate)
 
     en = sub.add_parser("envelope", help="pairwise envelope of a model pool: every two-tier cascade, switching points")

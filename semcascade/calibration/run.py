@@ -53,6 +53,35 @@ def split_records(run: EvalRun, *, seed: int = 0) -> tuple[list[ExampleRecord], 
     )
 
 
+def _paired_records(
+    run: EvalRun, calibration: str | os.PathLike[str] | EvalRun, signal: str
+) -> tuple[list[ExampleRecord], list[ExampleRecord], str]:
+    """(calibration, held-out): all of ``calibration``'s records, and ``run``'s records it does not hold."""
+    cal_run = calibration if isinstance(calibration, EvalRun) else load_run(calibration)
+    if cal_run.n_tiers != run.n_tiers:
+        raise CalibrationError(
+            f"the calibration run {cal_run.path} has {cal_run.n_tiers} tiers, {run.path} has {run.n_tiers}; "
+            "pass two runs of the same config"
+        )
+    if signal not in cal_run.signals:
+        raise CalibrationError(
+            f"no scores for signal {signal!r} in the calibration run {cal_run.path}; "
+            f"choose --signal from {', '.join(sorted(set(cal_run.signals) & set(run.signals))) or '(none)'}"
+        )
+    ids = {r.id for r in cal_run.records}
+    test = [r for r in run.records if r.id not in ids]
+    if not test:
+        raise CalibrationError(
+            f"every example of {run.path} is also in the calibration run {cal_run.path}: nothing is held out; "
+            "pass a run of other examples (e.g. `semcascade eval --split test`)"
+        )
+    overlap = len(run.records) - len(test)
+    note = f"calibration run {cal_run.path} ({len(cal_run.records)} examples), held out: {run.path}"
+    if overlap:
+        note += f" without the {overlap} examples the calibration run also holds"
+    return list(cal_run.records), test, note
+
+
 @dataclass(frozen=True)
 class HeldOut:
     quality: float
@@ -115,15 +144,23 @@ def calibrate_run(
     signal: str | None = None,
     method: str = "auto",
     seed: int = 0,
+    calibration_run: str | os.PathLike[str] | EvalRun | None = None,
 ) -> CalibrationReport:
-    """Choose thresholds on the run's calibration split and measure them on its held-out split."""
+    """Choose thresholds on the run's calibration split and measure them on its held-out split.
+
+    With ``calibration_run`` (e.g. ``semcascade eval --split calibration``), choose them on that run and
+    measure them on every example of ``results`` it does not hold (e.g. the ``--split test`` run).
+    """
     run = results if isinstance(results, EvalRun) else load_run(results)
     sig = signal or run.shipped_signal or (run.signals[0] if run.signals else None)
     if sig is None or sig not in run.signals:
         raise CalibrationError(
             f"no scores for signal {sig!r} in {run.path}; choose --signal from {', '.join(run.signals) or '(none)'}"
         )
-    cal, test, note = split_records(run, seed=seed)
+    if calibration_run is None:
+        cal, test, note = split_records(run, seed=seed)
+    else:
+        cal, test, note = _paired_records(run, calibration_run, sig)
     choice = calibrate_thresholds(
         cal, sig, budget=budget, quality=quality, quality_relative=quality_relative, method=method
     )

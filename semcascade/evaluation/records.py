@@ -100,6 +100,7 @@ def _tier(d: dict[str, Any], where: str) -> TierRecord:
         raise CalibrationError(f"{where}: sample_quality does not match samples; re-run `semcascade eval`")
     scores = {str(k): (None if v is None else float(v)) for k, v in (d.get("scores") or {}).items()}
     gq = d.get("greedy_quality")
+
     def per_sample(key: str) -> list[Any]:
         v = d.get(key)
         return list(v) if isinstance(v, list) and len(v) == len(samples) else []

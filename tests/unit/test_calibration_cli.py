@@ -215,3 +215,37 @@ def test_report_says_when_the_final_tier_alone_is_better(tmp_path: Path) -> None
     assert "tier1 alone (cost 1.000 x, quality 1.0000) beats this cascade" in rep.text()
     cheap_enough = calibrate_run(EvalRun(tmp_path, recs, {"shipped_signal": "s"}), budget=0.5)
     assert cheap_enough.notes == () and 0.0 < cheap_enough.choice.quality < 1.0  # under 1x: no advice
+
+
+def test_calibration_run_chooses_on_one_run_and_holds_out_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from semcascade.calibration import calibrate_thresholds
+
+    runs = {}
+    for split in ("calibration", "test"):
+        runs[split] = tmp_path / split
+        asyncio.run(
+            run_eval(CFG, dataset="nq", n=30, seed=2, split=split, out_dir=runs[split], signals=("lexical",),
+                     cache_path=tmp_path / "c.sqlite", provider=MockProvider(handler), progress=False)
+        )  # fmt: skip
+    rep = calibrate_run(runs["test"], budget=0.8, calibration_run=runs["calibration"])
+    cal, test = load_records(runs["calibration"]), load_records(runs["test"])
+    assert rep.choice.n == len(cal) == 30 and rep.held_out.n == len(test) == 30
+    assert rep.choice.thresholds == calibrate_thresholds(cal, "lexical", budget=0.8).thresholds
+    held = summarize(cascade_outcomes(test, "lexical", list(rep.choice.thresholds)), 2)
+    assert rep.held_out.quality == held.quality and "calibration run" in rep.split_note
+    code, stdout, err = run(
+        ["calibrate", str(runs["test"]), "--calibration-run", str(runs["calibration"]), "--budget", "0.8",
+         "--dry-run"], capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"calibration run {runs['calibration']}" in stdout and "held-out test (n=30)" in stdout
+    # the same run on both sides holds nothing out: a one-line error, not a flattering figure
+    code, _, err = run(
+        ["calibrate", str(runs["test"]), "--calibration-run", str(runs["test"]), "--budget", "0.8", "--dry-run"],
+        capsys,
+    )
+    assert code == 2 and "nothing is held out" in one_line_error(err)

@@ -41,8 +41,9 @@ from semcascade.calibration.solver import calibrate_thresholds
 from semcascade.confidence import fit_logistic
 from semcascade.errors import CalibrationError
 from semcascade.evaluation.fit_confidence import feature_rows
+from semcascade.evaluation.metrics import auroc
 from semcascade.evaluation.records import EvalRun, load_run
-from semcascade.evaluation.replay import ExampleRecord, cascade_outcomes, summarize, tier_alone
+from semcascade.evaluation.replay import ExampleRecord, _answer, cascade_outcomes, summarize, tier_alone
 from semcascade.evaluation.splits import split_of
 from semcascade.routing import PIKModel, PIKRouter, train_pik
 
@@ -160,6 +161,19 @@ def router_row(folder: Path, run: EvalRun, budget: float, base: Baseline, ids: s
     return row
 
 
+def test_auroc(run: EvalRun, signal: str, ids: set[str]) -> float | None:
+    """AUROC of the 0.5B's ``signal`` score for "its answer is right", on the test ids."""
+    recs = [r for r in run.records if r.id in ids and r.tiers[0].scores.get(signal) is not None]
+    scores = [float(r.tiers[0].scores[signal] or 0.0) for r in recs]
+    return auroc(scores, [_answer(r.tiers[0], signal)[0] >= 0.5 for r in recs])
+
+
+def pik_auroc(run: EvalRun, model: PIKModel, ids: set[str]) -> float | None:
+    test = [r for r in run.records if r.id in ids]
+    p = PIKRouter(model).predict(_inputs(run, test))[:, 0]
+    return auroc(p.tolist(), [r.tiers[0].sample_quality[0] >= 0.5 for r in test])
+
+
 def _block_timing(dataset: str) -> dict[str, float] | None:
     """Each block's mean latency / the 1.5B alone's, timed in one session (benchmarks/tier_latency.py)."""
     path = OUT / "tier_latency.json"
@@ -260,6 +274,14 @@ def dataset_rows(name: str, budgets: Sequence[float], seed: int) -> dict[str, An
         t = r.tiers[-1]
         base_by_id[r.id] = (t.sample_quality[0], t.cost, t.latency_s)
     rows += memory_rows(name, base_by_id, ids)
+    aurocs = {
+        "P(T) mean": test_auroc(shipped, "p_mean", ids),
+        "fitted confidence (shipped)": test_auroc(shipped, shipped_signal, ids),
+        "P(IK) (query only)": pik_auroc(shipped, pik, ids),
+    }
+    if agree is not None:
+        aurocs["semantic agreement (embedding, k=5)"] = test_auroc(agree, "embedding", ids)
+        aurocs[COMBINED] = test_auroc(agree, COMBINED, ids)
     timing = _block_timing(name)
     for r in rows:
         r.latency = None if timing is None else modeled_latency(r, timing)
@@ -267,6 +289,8 @@ def dataset_rows(name: str, budgets: Sequence[float], seed: int) -> dict[str, An
         "dataset": name,
         "n_test": len(ids),
         "strong_alone": asdict(base),
+        "auroc": aurocs,
+        "latency_blocks": timing,
         "cheap_right_share": float(np.mean([r.tiers[0].sample_quality[0] for r in test])),
         "rows": [asdict(r) for r in rows],
     }
@@ -296,6 +320,10 @@ def markdown(report: dict[str, Any]) -> str:
             f"## {d['dataset']}: {d['n_test']} test questions (1.5B alone {d['strong_alone']['quality']:.3f}; "
             f"0.5B right on {d['cheap_right_share']:.1%})",
             "",
+            "AUROC for 'the 0.5B's answer is right' on these questions: "
+            + ", ".join(f"{k} {_f(v)}" for k, v in d["auroc"].items())
+            + ".",
+            "",
             "| budget | method | accuracy | cost | latency | deferral | from | note |",
             "|---|---|---|---|---|---|---|---|",
         ]
@@ -312,7 +340,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default="nq,trivia")
-    ap.add_argument("--budgets", default="0.5,0.8,1.0", help="cost budgets, x the strong tier alone")
+    ap.add_argument("--budgets", default="0.5,1.0,1.5", help="cost budgets, x the strong tier alone")
     ap.add_argument("--seed", type=int, default=0, help="router training seed")
     ap.add_argument("--out", default=str(OUT / "methods_table"))
     args = ap.parse_args()

@@ -65,7 +65,7 @@ class Step:
     injected: int
     learned: bool
     failed: bool = False
-    #: wall time of the call (a cached response replays the latency it was recorded with)
+    #: wall time of the call, strategy learning included (a response served from the cache takes ~0 s)
     latency_s: float = 0.0
 
 
@@ -192,7 +192,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Command: `{report['command']}`",
         "",
         "| system | questions | cheap-tier accuracy | system accuracy | strong-call rate | cost | "
-        "of which strategy calls | prompts with strategies | learned | mean latency (s) |",
+        "of which strategy calls | prompts with strategies | learned | mean wall time, s (a cached call takes ~0) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in ("plain", "with_memory"):

@@ -20,7 +20,7 @@ from typing import Any
 from semcascade.errors import CalibrationError
 from semcascade.evaluation.replay import ExampleRecord, TierRecord
 
-__all__ = ["EvalRun", "load_records", "load_run"]
+__all__ = ["EvalRun", "examples_file", "load_records", "load_run"]
 
 _ALONE = " alone (greedy)"
 
@@ -72,13 +72,15 @@ class EvalRun:
         return self._names() or [f"tier{i}" for i in range(self.n_tiers)]
 
 
-def _results_file(path: str | os.PathLike[str]) -> Path:
+def examples_file(path: str | os.PathLike[str], *, error: type[Exception] = CalibrationError) -> Path:
+    """``path``'s ``examples.jsonl`` (``path`` may be the results folder or the file itself); ``error`` when absent."""
     p = Path(path)
     if p.is_dir():
         p = p / "examples.jsonl"
     if not p.is_file():
-        raise CalibrationError(
-            f"{p}: no such results file; pass a folder written by `semcascade eval --out DIR` (it holds examples.jsonl)"
+        raise error(
+            f"{p}: no such results file; pass a folder written by `semcascade eval --out DIR` "
+            "(it holds examples.jsonl) or the examples.jsonl file itself"
         )
     return p
 
@@ -141,7 +143,7 @@ def load_records(path: str | os.PathLike[str]) -> list[ExampleRecord]:
     Fields that older files lack (token log-probabilities, the greedy
     answer's own cost and latency) load as ``None`` / NaN, never as zero.
     """
-    p = _results_file(path)
+    p = examples_file(path)
     records: list[ExampleRecord] = []
     with p.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -167,7 +169,7 @@ def load_records(path: str | os.PathLike[str]) -> list[ExampleRecord]:
 
 def load_run(path: str | os.PathLike[str]) -> EvalRun:
     """A results folder (or its ``examples.jsonl``) with its ``report.json`` when present."""
-    p = _results_file(path)
+    p = examples_file(path)
     records = load_records(p)
     report: dict[str, Any] = {}
     rj = p.parent / "report.json"

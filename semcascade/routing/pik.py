@@ -29,6 +29,7 @@ import numpy as np
 
 from semcascade.errors import SemcascadeError
 from semcascade.evaluation.metrics import auroc
+from semcascade.evaluation.records import examples_file
 from semcascade.evaluation.splits import split_of
 from semcascade.routing.features import (
     CHEAP_FEATURES,
@@ -98,15 +99,8 @@ def _label(tier: dict[str, Any], kind: LabelKind, signal: str, min_quality: floa
 
 
 def resolve_examples_file(results: str | os.PathLike[str]) -> Path:
-    path = Path(results)
-    if path.is_dir():
-        path = path / "examples.jsonl"
-    if not path.is_file():
-        raise RouterError(
-            f"{str(path)!r}: no such eval log; pass a results folder written by `semcascade eval` "
-            "(it holds examples.jsonl) or the examples.jsonl file itself"
-        )
-    return path
+    """The eval log of a results folder (or the file itself); :class:`RouterError` when there is none."""
+    return examples_file(results, error=RouterError)
 
 
 def load_examples(

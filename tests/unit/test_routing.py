@@ -161,7 +161,7 @@ def test_bad_artifacts_raise_typed_errors(tmp_path: Path) -> None:
 
 
 def test_unusable_eval_logs_raise_typed_errors(tmp_path: Path) -> None:
-    with pytest.raises(RouterError, match="no such eval log"):
+    with pytest.raises(RouterError, match="no such results file"):
         load_examples(tmp_path / "nothing")
     folder = tmp_path / "run"
     folder.mkdir()
@@ -255,4 +255,4 @@ def test_cli_train_router(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert loaded.training["seed"] == 3 and loaded.embedding_dimension == 384  # the real MiniLM
     assert main(["train-router", str(tmp_path / "none"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("semcascade: error:") and "no such eval log" in err[0]
+    assert len(err) == 1 and err[0].startswith("semcascade: error:") and "no such results file" in err[0]

@@ -184,6 +184,11 @@ class LocalServerConfig(_Strict):
     parallel: int = Field(default=8, ge=1, description="server slots; must be >= the largest k")
     ctx_size: int = Field(default=16384, ge=512, description="total context, shared by the slots")
     models_max: int = Field(default=3, ge=1)
+    cache_ram_mib: int = Field(
+        default=1024,
+        ge=-1,
+        description="prompt-cache RAM per loaded model in MiB (llama-server --cache-ram; 0 off, -1 unlimited)",
+    )
     startup_timeout: float = Field(default=180.0, gt=0.0)
 
     @property

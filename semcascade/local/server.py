@@ -77,6 +77,7 @@ def server_args(binary: Path, config: LocalServerConfig, folder: Path, port: int
         "-t", str(config.threads),
         "-c", str(config.ctx_size),
         "-np", str(config.parallel),
+        "--cache-ram", str(config.cache_ram_mib),
         "--host", config.host,
         "--port", str(port),
         # The router holds an HTTP thread per proxied request: leave room for

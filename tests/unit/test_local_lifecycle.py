@@ -268,11 +268,15 @@ def test_unknown_model_is_rejected_before_anything_starts(fake: Path) -> None:
 
 
 def test_command_line_is_router_mode_with_config_values(fake: Path) -> None:
-    args = server_args(fake, cfg(threads=3, parallel=4, ctx_size=4096, models_max=2), Path("/m"), 8123)
+    args = server_args(
+        fake, cfg(threads=3, parallel=4, ctx_size=4096, models_max=2, cache_ram_mib=256), Path("/m"), 8123
+    )
     assert args == [
         str(fake), "--models-dir", "/m", "--models-max", "2", "-t", "3", "-c", "4096", "-np", "4",
-        "--host", "127.0.0.1", "--port", "8123", "--threads-http", "32", "--no-webui",
+        "--cache-ram", "256", "--host", "127.0.0.1", "--port", "8123", "--threads-http", "32", "--no-webui",
     ]  # fmt: skip
+    # the default caps each model's prompt cache (llama-server's own default is 8 GiB per model)
+    assert server_args(fake, cfg(), Path("/m"), 1)[11:13] == ["--cache-ram", "1024"]
 
 
 CHILD = """

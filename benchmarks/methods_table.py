@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from _report import write_report
 
-from semcascade.calibration.solver import calibrate_thresholds
+from semcascade.calibration.solver import calibrate_thresholds, candidate_thresholds
 from semcascade.confidence import fit_logistic
 from semcascade.errors import CalibrationError
 from semcascade.evaluation.fit_confidence import feature_rows
@@ -68,8 +68,8 @@ class Row:
     block: str = "cheap"
     #: strategy-memory learning calls per question (each one a strong-tier call the user waits for)
     learned_share: float = 0.0
-    #: router only: share of queries sent straight to the 0.5B
-    routed_cheap: float | None = None
+    #: share of queries that call the 0.5B at all (routers and P(IK) skipping send the rest straight to the 1.5B)
+    cheap_share: float = 1.0
 
 
 @dataclass
@@ -98,10 +98,7 @@ def modeled_latency(row: Row, blocks: dict[str, float]) -> float | None:
         return None
     if row.block == "none":
         return 1.0
-    cheap = blocks[row.block]
-    if row.routed_cheap is not None:
-        return row.routed_cheap * cheap + (1.0 - row.routed_cheap)
-    return cheap + row.deferral + row.learned_share * blocks["strategy"]
+    return row.cheap_share * blocks[row.block] + row.deferral + row.learned_share * blocks["strategy"]
 
 
 def calibrated_row(method: str, run: EvalRun, signal: str, budget: float, base: Baseline, ids: set[str]) -> Row:
@@ -156,8 +153,49 @@ def router_row(folder: Path, run: EvalRun, budget: float, base: Baseline, ids: s
         "P(IK) router", f"`{folder.name}`, trained on calibration ids (seed {seed})", budget, outcomes, base
     )
     row.deferral = 1.0 - float(to_cheap.mean())  # share sent to the strong tier
-    row.routed_cheap = float(to_cheap.mean())
+    row.cheap_share = float(to_cheap.mean())
     row.note = f"{to_cheap.mean():.0%} of queries routed to the 0.5B before any generation"
+    return row
+
+
+def skip_row(
+    folder: Path, run: EvalRun, budget: float, base: Baseline, ids: set[str], model: PIKModel, signal: str
+) -> Row:
+    """P(IK) as an extra deferral signal (``RoutedCascade(mode="skip")``): the lowest-P(IK) share of queries skips
+    the 0.5B and goes straight to the 1.5B, the rest run the cascade on ``signal``. The share (0, 0.1, ..., 1) and
+    the threshold are chosen together on the calibration ids for ``budget``."""
+    cal = _split(run.records, "calibration")
+    test = [r for r in run.records if r.id in ids]
+    router = PIKRouter(model)
+    p_cal, p_test = router.predict(_inputs(run, cal))[:, 0], router.predict(_inputs(run, test))[:, 0]
+    last = len(cal[0].tiers) - 1
+
+    def outcomes(records: list[ExampleRecord], p: np.ndarray, share: float, th: float) -> tuple[list[Any], float]:
+        skip = np.zeros(len(records), dtype=bool)
+        skip[np.argsort(p, kind="stable")[: round(share * len(records))]] = True
+        casc = cascade_outcomes(records, signal, [th])
+        strong = tier_alone(records, last, mode="consensus", signal=signal)
+        return [s if sk else c for c, s, sk in zip(casc, strong, skip, strict=True)], float(1.0 - skip.mean())
+
+    unit = sum(r.tiers[last].cost for r in cal)
+    scores = np.asarray([r.tiers[0].scores.get(signal) for r in cal], dtype=float)
+    best: tuple[tuple[float, float], float, float] | None = None
+    for share in np.linspace(0.0, 1.0, 11):
+        for th in candidate_thresholds(scores):
+            sm = summarize(outcomes(cal, p_cal, float(share), float(th))[0], 2)
+            key = (sm.quality, -sm.cost)
+            if sm.cost / unit <= budget + 1e-12 and (best is None or key > best[0]):
+                best = (key, float(share), float(th))
+    how = f"`{folder.name}`, P(IK) + signal `{signal}`"
+    name = "P(IK) skip + P(T) cascade"
+    if best is None:
+        return Row(name, how, budget, note="no share and threshold meet the budget on the calibration ids")
+    _, share, th = best
+    outs, visit = outcomes(test, p_test, share, th)
+    row = _row_from(name, how, budget, outs, base)
+    row.cheap_share = visit
+    row.deferral = float(np.mean([o.tier == last for o in outs]))
+    row.note = f"{1.0 - visit:.0%} skip the 0.5B; threshold {th:.3g}"
     return row
 
 
@@ -269,6 +307,7 @@ def dataset_rows(name: str, budgets: Sequence[float], seed: int) -> dict[str, An
             )
         )
         rows.append(router_row(shipped_dir, shipped, b, base, ids, pik))
+        rows.append(skip_row(shipped_dir, shipped, b, base, ids, pik, "p_mean"))
     base_by_id = {}
     for r in test:
         t = r.tiers[-1]

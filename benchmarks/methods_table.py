@@ -240,7 +240,10 @@ def memory_rows(dataset: str, base_by_id: dict[str, tuple[float, float, float]],
     for path in paths:
         data = json.loads(path.read_text())
         ms = data["memory_settings"]
-        keys = [("with_memory", f"cascade + strategy memory (min_similarity {ms['min_similarity']:g})")]
+        setting = f"min_similarity {ms['min_similarity']:g}"
+        if ms.get("skip_learning_above") is not None:
+            setting += f", skip_learning_above {ms['skip_learning_above']:g}"
+        keys = [("with_memory", f"cascade + strategy memory ({setting})")]
         if not out:
             keys.insert(0, ("plain", "cascade, same stream (no memory)"))
         for key, name in keys:

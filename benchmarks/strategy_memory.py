@@ -187,7 +187,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Dataset `{report['dataset']}`, {report['n']} questions in a fixed order (seed {report['seed']}), "
         f"config `{report['config']}`{' (MOCK models)' if report['mock'] else ''}; memory: "
         f"top_k {ms['top_k']}, min_similarity {ms['min_similarity']}, dedup {ms['dedup_similarity']}, "
-        f"min_agreement_to_learn {ms['min_agreement_to_learn']}, fresh store per run.",
+        f"min_agreement_to_learn {ms['min_agreement_to_learn']}, skip_learning_above "
+        f"{ms.get('skip_learning_above')}, fresh store per run.",
         "",
         f"Command: `{report['command']}`",
         "",
@@ -223,6 +224,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         top_k=args.top_k,
         min_similarity=args.min_similarity,
         min_agreement_to_learn=args.min_agreement,
+        skip_learning_above=args.skip_learning_above,
     )
     if args.mock:
         base = load_config(MOCK_CONFIG)
@@ -278,6 +280,9 @@ def main() -> int:
     ap.add_argument("--top-k", type=int, default=2)
     ap.add_argument("--min-similarity", type=float, default=0.5)
     ap.add_argument("--min-agreement", type=float, default=0.8)
+    ap.add_argument(
+        "--skip-learning-above", type=float, default=None, help="don't learn on questions a stored strategy covers"
+    )
     ap.add_argument("--mock", action="store_true", help="no models: a MockProvider stream (smoke test)")
     ap.add_argument(
         "--out", default=None, help="output stem (default: benchmarks/results/strategy_memory_DATASET, or _mock)"

@@ -39,6 +39,13 @@ class MemoryConfig(BaseModel):
         default=True,
         description="learn from a last tier with k=1 (it has no agreement signal); False = never from such a tier",
     )
+    skip_learning_above: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="don't ask for a new strategy when one was retrieved for a question at least this similar "
+        "(cosine): saves the strong tier's teaching call on covered questions; None = always learn",
+    )
     strategy_max_tokens: int = Field(default=128, ge=8, le=4096)
     strategy_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     embedding_model: str | None = Field(

@@ -148,6 +148,12 @@ class MemorySession:
                 return "not learned: the last tier has one sample (no agreement) and learn_single_sample is off"
         elif final.agreement < c.min_agreement_to_learn:
             return f"not learned: agreement {final.agreement:.3f} < min_agreement_to_learn {c.min_agreement_to_learn:g}"
+        best = max((m.similarity for m in self.matches), default=None)
+        if c.skip_learning_above is not None and best is not None and best >= c.skip_learning_above:
+            return (
+                f"not learned: a stored strategy already covers this question "
+                f"(similarity {best:.3f} >= skip_learning_above {c.skip_learning_above:g})"
+            )
         return None
 
     async def learn(

@@ -14,7 +14,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 
 
 def test_notebooks_exist_and_are_stripped() -> None:
-    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_cost_quality.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_cost_quality.ipynb", "03_other_methods.ipynb"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
@@ -40,5 +40,10 @@ def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
     if path.name.startswith("01"):
         # the context question is answered (Marie Curie was born in Warsaw), bad input is a typed error
         assert "warsaw" in texts.lower() and "EmptyPromptError" in texts
-    else:
+    elif path.name.startswith("02"):
         assert "oracle" in texts and (tmp_path / "halueval_qa" / "frontier.png").exists()
+    else:
+        # thresholds with held-out figures, the envelope's switching points, routed answers, a learned strategy
+        assert "held-out test (n=500)" in texts and "switching points" in texts
+        assert (tmp_path / "envelope.png").exists() and "-> qwen-" in texts
+        assert "learned strategy #1" in texts and "P(IK) router" in texts

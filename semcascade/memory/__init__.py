@@ -5,7 +5,7 @@ See :mod:`semcascade.memory.hooks` for how the cascade uses it and
 """
 
 from semcascade.memory.config import MemoryConfig
-from semcascade.memory.hooks import Embedder, MemorySession, StrategyMemory
+from semcascade.memory.hooks import BackgroundSpend, Embedder, MemorySession, StrategyMemory
 from semcascade.memory.sqlite_store import SQLiteStrategyStore, default_store_path
 from semcascade.memory.store import (
     STRATEGY_STORES,
@@ -24,6 +24,7 @@ from semcascade.memory.store import (
 __all__ = [
     "STRATEGY_STORES",
     "AddResult",
+    "BackgroundSpend",
     "Embedder",
     "InMemoryStrategyStore",
     "MemoryConfig",

@@ -46,6 +46,11 @@ class MemoryConfig(BaseModel):
         description="don't ask for a new strategy when one was retrieved for a question at least this similar "
         "(cosine): saves the strong tier's teaching call on covered questions; None = always learn",
     )
+    learn_in_background: bool = Field(
+        default=False,
+        description="return the answer at once and write the strategy in a background task (its spend is in "
+        "StrategyMemory.spend, not in the result); the cascade waits for it on close / at the end of generate_sync",
+    )
     strategy_max_tokens: int = Field(default=128, ge=8, le=4096)
     strategy_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     embedding_model: str | None = Field(

@@ -13,11 +13,19 @@ general strategy (never the answer; sentences stating the answer are dropped),
 embeds the query and the strategy with the embedding scorer's encoder, and
 stores them. Its tokens and cost are added to the result and shown in
 ``result.memory``. Learning never raises: a paid answer is always returned.
+
+With ``learn_in_background`` the answer is returned at once and the strategy is
+written by a task on the running event loop; its spend accumulates in
+:attr:`StrategyMemory.spend` (not in the result). ``Cascade.aclose()`` (or
+leaving ``async with``) waits for such tasks, and ``generate_sync`` finishes them
+before its own loop ends, so none is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,7 +50,21 @@ if TYPE_CHECKING:
     from semcascade.providers import Provider
     from semcascade.sampling import ResolvedTier
 
-__all__ = ["Embedder", "MemorySession", "StrategyMemory"]
+__all__ = ["BackgroundSpend", "Embedder", "MemorySession", "StrategyMemory"]
+
+logger = logging.getLogger("semcascade.memory")
+
+
+@dataclass
+class BackgroundSpend:
+    """What strategy calls made in the background (``learn_in_background``) have cost so far."""
+
+    calls: int = 0
+    learned: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    errors: list[str] = field(default_factory=list)
 
 
 class Embedder(Protocol):
@@ -72,6 +94,10 @@ class StrategyMemory:
             c.store, path=c.path, dedup_similarity=c.dedup_similarity, max_entries=c.max_entries, eviction=c.eviction
         )
         self._embedder = embedder
+        #: spend of the strategy calls made in the background (``learn_in_background``)
+        self.spend = BackgroundSpend()
+        self._spend_lock = threading.Lock()
+        self._pending: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_config(cls, config: MemoryConfig) -> StrategyMemory | None:
@@ -103,6 +129,42 @@ class StrategyMemory:
                 lambda: self.store.search(emb, top_k=c.top_k, min_similarity=c.min_similarity)
             )
         return s
+
+    @property
+    def pending(self) -> int:
+        """Background learning tasks not finished yet."""
+        return len(self._pending)
+
+    def _spawn(self, session: MemorySession, result: CascadeResult, tier: ResolvedTier, provider: Provider) -> None:
+        task = asyncio.get_running_loop().create_task(self._learn_in_background(session, result, tier, provider))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _learn_in_background(
+        self, session: MemorySession, result: CascadeResult, tier: ResolvedTier, provider: Provider
+    ) -> None:
+        try:
+            trace = await session._learn(result, tier, provider)
+        except Exception as exc:  # a background task has nobody to raise to: log it, keep the spend honest
+            logger.warning("background strategy learning failed: %s", exc)
+            trace = session._trace(note="not learned: the background strategy call failed", errors=[str(exc)])
+        if trace.errors:
+            logger.warning("background strategy learning: %s", "; ".join(trace.errors))
+        with self._spend_lock:
+            s = self.spend
+            s.calls += int(trace.model is not None)
+            s.learned += int(trace.learned)
+            s.prompt_tokens += trace.prompt_tokens
+            s.completion_tokens += trace.completion_tokens
+            s.cost += trace.cost
+            s.errors.extend(trace.errors)
+
+    async def wait_learning(self) -> None:
+        """Wait for the background learning tasks started on the running event loop."""
+        loop = asyncio.get_running_loop()
+        mine = [t for t in self._pending if t.get_loop() is loop]
+        if mine:
+            await asyncio.gather(*mine, return_exceptions=True)
 
     def close(self) -> None:
         self.store.close()
@@ -166,6 +228,10 @@ class MemorySession:
             if self.matches:
                 note = f"{len(self.matches)} strategies retrieved; {skip}"
             return result.model_copy(update={"memory": self._trace(note=note)})
+        if self.memory.config.learn_in_background:
+            self.memory._spawn(self, result, tier, provider)
+            note = "learning a strategy in the background (its cost is in StrategyMemory.spend)"
+            return result.model_copy(update={"memory": self._trace(note=note)})
         t0 = time.perf_counter()
         trace = await self._learn(result, tier, provider)
         elapsed = time.perf_counter() - t0
@@ -227,7 +293,7 @@ class MemorySession:
                 query_hash=query_hash(self.question),
             )
             added = await asyncio.to_thread(mem.store.add, entry)
-        except SemcascadeError as exc:  # a broken store must not lose the paid answer
+        except Exception as exc:  # a broken (or buggy custom) store must not lose the paid answer or its cost
             return self._trace(note="not learned: the strategy could not be stored", strategy=strategy,
                                errors=[*spent.pop("errors"), str(exc)], **spent)  # fmt: skip
         note = f"learned strategy #{added.id}" if added.added else f"not stored: {added.reason}"

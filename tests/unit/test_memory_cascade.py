@@ -178,14 +178,64 @@ async def test_memory_is_off_by_default_and_the_prompt_unchanged() -> None:
     assert all(system_of(r) == "Answer briefly." for r in models.provider.calls)
 
 
+async def test_background_learning_returns_at_once_and_accounts_its_spend() -> None:
+    cascade, models = make(learn_in_background=True)
+    first = await cascade.generate(AUSTEN)
+    # answered before the teacher was asked: no strategy call yet, none in the result's cost
+    assert first.text == "Jane Austen" and models.strategy_requests() == []
+    assert first.memory is not None and "in the background" in first.memory.note and not first.memory.learned
+    assert first.cost == pytest.approx(sum(t.cost for t in first.trace))
+    assert cascade.memory is not None and cascade.memory.pending == 1
+    await cascade.memory.wait_learning()
+    assert cascade.memory.pending == 0 and len(models.strategy_requests()) == 1
+    spend = cascade.memory.spend
+    assert (spend.calls, spend.learned, spend.prompt_tokens) == (1, 1, 50)
+    assert spend.cost == pytest.approx(50 * 1e-5 + len(STRATEGY.split()) * 2e-5)
+    # the next similar question gets the strategy learned in the background
+    second = await cascade.generate(DICKENS)
+    assert second.memory is not None and second.memory.injected_into == "cheap"
+    await cascade.aclose()
+    assert cascade.memory.pending == 0 and cascade.memory.spend.calls == 2
+
+
+def test_background_learning_finishes_within_generate_sync() -> None:
+    cascade, models = make(learn_in_background=True)
+    r = cascade.generate_sync(AUSTEN)  # its event loop ends with the call: the task must not be lost
+    assert r.memory is not None and "in the background" in r.memory.note
+    assert cascade.memory is not None and cascade.memory.pending == 0 and cascade.memory.spend.learned == 1
+    assert cascade.memory.store.count() == 1 and len(models.strategy_requests()) == 1
+
+
+async def test_a_failing_background_store_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    class Exploding(InMemoryStrategyStore):
+        def add(self, entry: StrategyEntry) -> AddResult:
+            raise RuntimeError("bug in a custom store")
+
+    models = Models()
+    memory = StrategyMemory(MemoryConfig(enabled=True, learn_in_background=True), store=Exploding())
+    async with Cascade(config(), provider=models.provider, scorer=ExactScorer(), memory=memory) as cascade:
+        r = await cascade.generate(AUSTEN)
+    assert r.text == "Jane Austen" and memory.pending == 0
+    # the strategy call was paid: its cost is kept, the store's error reported
+    assert memory.spend.errors == ["bug in a custom store"] and memory.spend.learned == 0
+    assert memory.spend.calls == 1 and memory.spend.cost > 0
+    assert "background strategy learning: bug in a custom store" in caplog.text
+
+
 class BrokenStore(InMemoryStrategyStore):
     def add(self, entry: StrategyEntry) -> AddResult:
         raise MemoryStoreError("disk full")
 
 
-async def test_a_failing_store_never_loses_the_paid_answer() -> None:
+class BuggyStore(InMemoryStrategyStore):
+    def add(self, entry: StrategyEntry) -> AddResult:
+        raise RuntimeError("disk full")  # breaks the store contract (MemoryStoreError)
+
+
+@pytest.mark.parametrize("store", [BrokenStore, BuggyStore])
+async def test_a_failing_store_never_loses_the_paid_answer(store: type[InMemoryStrategyStore]) -> None:
     models = Models()
-    memory = StrategyMemory(MemoryConfig(enabled=True), store=BrokenStore())
+    memory = StrategyMemory(MemoryConfig(enabled=True), store=store())
     cascade = Cascade(config(), provider=models.provider, scorer=ExactScorer(), memory=memory)
     r = await cascade.generate(AUSTEN)
     assert r.text == "Jane Austen" and r.memory is not None and not r.memory.learned

@@ -411,7 +411,11 @@ class Cascade:
                 result = self._result(trace, i, started)
                 if i > 0 and self.config.final_answer == "consensus":
                     result = await self._vote(result, question)
-                return result if session is None else await session.learn(result, tier, self._caller, is_last=is_last)
+                return (
+                    result
+                    if session is None
+                    else await session.learn(result, tier, self._caller, is_last=is_last, budget=budget)
+                )
         if expired():
             return self._stopped(trace, "deadline", "the call's deadline passed", started)
         partial = [t.answer for t in trace if t.answer is not None]

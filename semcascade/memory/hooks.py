@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from semcascade._budget import CallBudget, Estimate, tier_upper_bound
 from semcascade.errors import SemcascadeError
 from semcascade.memory.config import MemoryConfig
 from semcascade.memory.prompts import clean_strategy, inject_strategies, strategy_messages
@@ -49,6 +50,9 @@ from semcascade.result import CascadeResult, MemoryTrace, RetrievedStrategy
 if TYPE_CHECKING:
     from semcascade.providers import Provider
     from semcascade.sampling import ResolvedTier
+
+#: a reserved worst case for the strategy call, or why it did not fit
+Reservation = tuple[Estimate | None, str | None]
 
 __all__ = ["BackgroundSpend", "Embedder", "MemorySession", "StrategyMemory"]
 
@@ -135,16 +139,31 @@ class StrategyMemory:
         """Background learning tasks not finished yet."""
         return len(self._pending)
 
-    def _spawn(self, session: MemorySession, result: CascadeResult, tier: ResolvedTier, provider: Provider) -> None:
-        task = asyncio.get_running_loop().create_task(self._learn_in_background(session, result, tier, provider))
+    def _spawn(
+        self,
+        session: MemorySession,
+        result: CascadeResult,
+        tier: ResolvedTier,
+        provider: Provider,
+        budget: CallBudget | None,
+        reserved: Estimate | None,
+    ) -> None:
+        learn = self._learn_in_background(session, result, tier, provider, budget, reserved)
+        task = asyncio.get_running_loop().create_task(learn)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
     async def _learn_in_background(
-        self, session: MemorySession, result: CascadeResult, tier: ResolvedTier, provider: Provider
+        self,
+        session: MemorySession,
+        result: CascadeResult,
+        tier: ResolvedTier,
+        provider: Provider,
+        budget: CallBudget | None,
+        reserved: Estimate | None,
     ) -> None:
         try:
-            trace = await session._learn(result, tier, provider)
+            trace = await session._learn(result, tier, provider, budget, reserved)
         except Exception as exc:  # a background task has nobody to raise to: log it, keep the spend honest
             logger.warning("background strategy learning failed: %s", exc)
             trace = session._trace(note="not learned: the background strategy call failed", errors=[str(exc)])
@@ -219,21 +238,33 @@ class MemorySession:
         return None
 
     async def learn(
-        self, result: CascadeResult, tier: ResolvedTier, provider: Provider, *, is_last: bool
+        self,
+        result: CascadeResult,
+        tier: ResolvedTier,
+        provider: Provider,
+        *,
+        is_last: bool,
+        budget: CallBudget | None = None,
     ) -> CascadeResult:
-        """``result`` with its memory trace; on a confident last-tier answer, also learn a strategy."""
+        """``result`` with its memory trace; on a confident last-tier answer, also learn a strategy.
+
+        With ``budget``, the strategy call must fit the call's and the run's budget (its worst case is
+        reserved first, as for a tier); when it does not, no strategy is learned."""
         skip = self._skip_reason(result, is_last)
+        reserved, why = (None, None) if skip is not None else self._reserve(result, tier, budget)
+        if why is not None:
+            skip = f"not learned: the strategy call would not fit the budget: {why}"
         if skip is not None:
             note = skip
             if self.matches:
                 note = f"{len(self.matches)} strategies retrieved; {skip}"
             return result.model_copy(update={"memory": self._trace(note=note)})
         if self.memory.config.learn_in_background:
-            self.memory._spawn(self, result, tier, provider)
+            self.memory._spawn(self, result, tier, provider, budget, reserved)
             note = "learning a strategy in the background (its cost is in StrategyMemory.spend)"
             return result.model_copy(update={"memory": self._trace(note=note)})
         t0 = time.perf_counter()
-        trace = await self._learn(result, tier, provider)
+        trace = await self._learn(result, tier, provider, budget, reserved)
         elapsed = time.perf_counter() - t0
         trace = trace.model_copy(update={"latency_s": elapsed})
         flops = result.flops
@@ -250,19 +281,49 @@ class MemorySession:
             }
         )
 
-    async def _learn(self, result: CascadeResult, tier: ResolvedTier, provider: Provider) -> MemoryTrace:
-        from semcascade.sampling import ResolvedTier, sample_tier
+    def _teacher(self, result: CascadeResult, tier: ResolvedTier) -> tuple[ResolvedTier, list[dict[str, Any]]]:
+        """The strategy call: the last tier's first model, the strategy settings, and its messages."""
+        from semcascade.sampling import ResolvedTier
 
-        mem, c = self.memory, self.memory.config
+        c = self.memory.config
         cfg = tier.config.model_copy(update={"max_tokens": c.strategy_max_tokens, "stop": None, "logprobs": False})
         one_model = ResolvedTier(config=cfg, models=tier.models[:1], limiter=tier.limiter)
+        return one_model, strategy_messages(self.question, result.text)
+
+    def _reserve(self, result: CascadeResult, tier: ResolvedTier, budget: CallBudget | None) -> Reservation:
+        """Reserve the strategy call's worst case in the call's and run's budget: (bound, None) or (None, why)."""
+        if budget is None or not budget.limited:
+            return None, None
+        teacher, messages = self._teacher(result, tier)
+        bound = tier_upper_bound(teacher, messages, k=1)
+        why = budget.reserve(bound)
+        return (None, why) if why is not None else (bound, None)
+
+    async def _learn(
+        self,
+        result: CascadeResult,
+        tier: ResolvedTier,
+        provider: Provider,
+        budget: CallBudget | None = None,
+        reserved: Estimate | None = None,
+    ) -> MemoryTrace:
+        from semcascade.sampling import sample_tier
+
+        mem, c = self.memory, self.memory.config
+        one_model, messages = self._teacher(result, tier)
+        cfg = one_model.config
         try:
-            drawn = await sample_tier(
-                one_model, strategy_messages(self.question, result.text), provider, k=1,
-                temperature=c.strategy_temperature,
-            )  # fmt: skip
+            drawn = await sample_tier(one_model, messages, provider, k=1, temperature=c.strategy_temperature)
         except SemcascadeError as exc:  # e.g. a provider config error: the answer is still returned
+            if budget is not None and reserved is not None:
+                budget.settle(reserved, Estimate(0.0, 0))
             return self._trace(note="not learned: the strategy call failed", errors=[str(exc)])
+        except BaseException:
+            if budget is not None and reserved is not None:
+                budget.settle(reserved, None)  # cancelled: what was billed is unknown
+            raise
+        if budget is not None and reserved is not None:
+            budget.settle(reserved, Estimate(drawn.cost(cfg), drawn.prompt_tokens + drawn.completion_tokens))
         spent: dict[str, Any] = {
             "model": tier.models[0].name,
             "prompt_tokens": drawn.prompt_tokens,

@@ -222,6 +222,33 @@ async def test_a_failing_background_store_is_logged_not_raised(caplog: pytest.Lo
     assert "background strategy learning: bug in a custom store" in caplog.text
 
 
+@pytest.mark.parametrize("background", [False, True])
+async def test_the_strategy_call_is_held_to_the_budget(background: bool) -> None:
+    # answers of at most 4 tokens: both tiers' worst cases fit 0.002, the strategy call's (a ~600-byte prompt
+    # and up to 128 tokens out at the strong tier's prices, about 0.009) does not
+    def budgeted(max_cost: float) -> dict[str, Any]:
+        cfg = config(learn_in_background=background)
+        cfg["tiers"] = [{**t, "max_tokens": 4} for t in cfg["tiers"]]
+        return {**cfg, "budget": {"max_cost_per_run": max_cost}}
+
+    tight, roomy = budgeted(0.002), budgeted(1.0)
+    models = Models()
+    cascade = Cascade(tight, provider=models.provider, scorer=ExactScorer())
+    r = await cascade.generate(AUSTEN)
+    assert r.text == "Jane Austen" and r.memory is not None and not r.memory.learned
+    assert "would not fit the budget" in r.memory.note and models.strategy_requests() == []
+    assert cascade.run_budget.spent_cost == pytest.approx(r.cost)
+
+    cascade = Cascade(roomy, provider=models.provider, scorer=ExactScorer())
+    r = await cascade.generate(AUSTEN)
+    assert cascade.memory is not None
+    await cascade.memory.wait_learning()
+    strategy_cost = 50 * 1e-5 + len(STRATEGY.split()) * 2e-5
+    # the run's ledger holds the answer and the strategy call, nothing left reserved
+    assert cascade.run_budget.spent_cost == pytest.approx(sum(t.cost for t in r.trace) + strategy_cost)
+    assert cascade.run_budget.remaining().cost == pytest.approx(1.0 - cascade.run_budget.spent_cost)
+
+
 class BrokenStore(InMemoryStrategyStore):
     def add(self, entry: StrategyEntry) -> AddResult:
         raise MemoryStoreError("disk full")

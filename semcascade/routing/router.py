@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from semcascade.cascade import Cascade, PromptLike, normalize_messages
 from semcascade.memory.config import MemoryConfig
+from semcascade.providers import close_loop_clients
 from semcascade.registry import Registry
 from semcascade.result import CascadeResult
 from semcascade.routing.features import DEFAULT_EMBEDDING_MODEL, Embedder, FloatArray, default_embedder, query_features
@@ -250,8 +251,16 @@ class RoutedCascade:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.generate(prompt))
+            return asyncio.run(self._generate_in_own_loop(prompt))
         raise RuntimeError("generate_sync() was called inside a running event loop; use 'await generate()' there")
+
+    async def _generate_in_own_loop(self, prompt: PromptLike) -> RoutedCascadeResult:
+        try:
+            return await self.generate(prompt)
+        finally:  # the loop ends with this call: finish background learning, close its pooled connections
+            if self.cascade.memory is not None:
+                await self.cascade.memory.wait_learning()
+            await close_loop_clients()
 
     def close(self) -> None:
         self.cascade.close()

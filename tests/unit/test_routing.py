@@ -232,6 +232,29 @@ async def test_skip_mode_starts_the_cascade_at_the_chosen_tier() -> None:
     assert [c.model for c in provider.calls] == ["openai/strong"] and r.tier_index == 1
 
 
+def test_sync_skip_mode_finishes_background_learning_and_closes_loop_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import semcascade.routing.router as router_mod
+    from semcascade import MemoryConfig
+    from semcascade.memory import InMemoryStrategyStore, StrategyMemory
+
+    closed: list[int] = []
+
+    async def fake_close() -> None:
+        closed.append(1)
+
+    monkeypatch.setattr(router_mod, "close_loop_clients", fake_close)
+    rc, provider = routed(0.8, mode="skip")
+    memory = StrategyMemory(MemoryConfig(enabled=True, learn_in_background=True), store=InMemoryStrategyStore())
+    rc.cascade.memory = memory
+    r = rc.generate_sync("Who wrote the novel Pride and Prejudice?")
+    assert r.tier == "strong" and r.memory is not None and "in the background" in r.memory.note
+    # the strategy call ran before generate_sync's own event loop ended (the mock's answer is the strategy)
+    assert memory.pending == 0 and memory.spend.calls == 1 and closed == [1]
+    assert sum(c.model == "openai/strong" for c in provider.calls) == 2
+
+
 async def test_router_must_match_the_cascade() -> None:
     rc, _ = routed(0.8)
     rc.router = ConstantRouter([0.5, 0.5, 0.5])

@@ -162,6 +162,23 @@ async def test_dead_server_is_restarted_on_the_same_port_and_the_call_answered(
     assert any(str(server.crash_log) in r.getMessage() for r in caplog.records)
 
 
+def bind_when_released(sock: socket.socket, port: int, timeout: float = 15.0) -> None:
+    """Bind ``port`` once the dead server's connections have let go of it (a connection the killed server
+    had open can hold the port for a moment after the process is gone)."""
+    import gc
+
+    gc.collect()  # close client sockets nobody references any more
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 async def test_port_taken_after_the_death_moves_the_server_and_readdresses_old_requests(server: LocalServer) -> None:
     guard = LocalServerGuard(LiteLLMProvider(), server)
     old_base, old_port = server.base_url, server.port
@@ -169,7 +186,7 @@ async def test_port_taken_after_the_death_moves_the_server_and_readdresses_old_r
     squatter = socket.socket()
     try:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("127.0.0.1", old_port))
+        bind_when_released(squatter, old_port)
         squatter.listen()
         out = await guard.complete(request(old_base))
         assert server.port != old_port and out.choices[0].text == f"pid {server.pid}"

@@ -21,6 +21,10 @@ cost beside the plain cascade on the same questions.
 
     .venv/bin/python benchmarks/methods_table.py --datasets nq,trivia
 
+The per-example records (``examples.jsonl``) are not committed (they quote the benchmarks' questions): on
+a fresh checkout, first rerun the ``semcascade eval`` commands listed in ``eval/RESULTS.md`` (served from the
+response cache when it holds the calls, otherwise paid again with the local models).
+
 Writes benchmarks/results/methods_table.{json,md}.
 """
 

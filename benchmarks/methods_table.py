@@ -21,9 +21,8 @@ cost beside the plain cascade on the same questions.
 
     .venv/bin/python benchmarks/methods_table.py --datasets nq,trivia
 
-The per-example records (``examples.jsonl``) are not committed (they quote the benchmarks' questions): on
-a fresh checkout, first rerun the ``semcascade eval`` commands listed in ``eval/RESULTS.md`` (served from the
-response cache when it holds the calls, otherwise paid again with the local models).
+It reads the committed runs' ``examples.jsonl`` (ids and model outputs; the dataset text is re-read from the
+local datasets by id), so it needs no model call.
 
 Writes benchmarks/results/methods_table.{json,md}.
 """

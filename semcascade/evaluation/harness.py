@@ -504,22 +504,11 @@ def render_markdown(rep: EvalReport) -> str:
 def write_outputs(rep: EvalReport, records: Sequence[ExampleRecord], examples: Sequence[Example], out: Path) -> None:
     """Per-example JSONL, summary CSV, JSON, markdown report and PNG plots into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    by_id = {str(e.id): e for e in examples}
+    # Ids and model outputs only: the dataset's own text (questions, passages, references) is not copied, so
+    # a run can be committed and shared; loaders re-read it from the dataset by id (report.json names it).
     with (out / "examples.jsonl").open("w", encoding="utf-8") as f:
         for rec in records:
-            ex = by_id[rec.id]
-            f.write(
-                json.dumps(
-                    {
-                        "id": rec.id,
-                        "input": ex.input[:500],
-                        "references": list(ex.references),
-                        "tiers": [asdict(t) for t in rec.tiers],
-                    },
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
+            f.write(json.dumps({"id": rec.id, "tiers": [asdict(t) for t in rec.tiers]}, ensure_ascii=False) + "\n")
     with (out / "summary.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["system", "quality", "cost", "cost_vs_strong", "latency_mean_s", "latency_p50_s", "latency_p95_s",

@@ -122,6 +122,7 @@ def load_examples(
     digest = hashlib.sha256(raw).hexdigest()
     out: list[LoggedExample] = []
     n_tiers: int | None = None
+    inputs: dict[str, str] | None = None
     for lineno, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
@@ -132,8 +133,15 @@ def load_examples(
             raise RouterError(
                 f"{where}: not JSON ({exc.msg}); the eval log is damaged, re-run `semcascade eval`"
             ) from None
-        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or not isinstance(rec.get("input"), str):
-            raise RouterError(f"{where}: needs string 'id' and 'input' fields; is this a semcascade examples.jsonl?")
+        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
+            raise RouterError(f"{where}: needs a string 'id' field; is this a semcascade examples.jsonl?")
+        if not isinstance(rec.get("input"), str):  # the harness records ids only: the query comes from the dataset
+            inputs = inputs if inputs is not None else _dataset_inputs(path.parent)
+            if rec["id"] not in inputs:
+                raise RouterError(
+                    f"{where}: example {rec['id']!r} has no 'input' and is not in the dataset report.json names"
+                )
+            rec["input"] = inputs[rec["id"]]
         tiers = rec.get("tiers")
         if not isinstance(tiers, list) or not tiers or not all(isinstance(t, dict) for t in tiers):
             raise RouterError(f"{where}: 'tiers' must be a non-empty list of objects")
@@ -374,6 +382,21 @@ class PIKModel:
 
 def _get(data: Any, key: str) -> Any:
     return data.get(key) if isinstance(data, dict) else None
+
+
+def _dataset_inputs(folder: Path) -> dict[str, str]:
+    """Query text by example id, from the dataset the run's report.json names."""
+    from semcascade.evaluation.datasets import load_dataset
+
+    try:
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        name = str(report["dataset"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RouterError(
+            f"{folder}: the examples carry ids only and there is no report.json naming their dataset; "
+            "pass the folder `semcascade eval --out DIR` wrote"
+        ) from None
+    return {str(e.id): e.input for e in load_dataset(name)}
 
 
 def _tier_names_from_report(folder: Path, n_tiers: int) -> list[str]:

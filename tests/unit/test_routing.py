@@ -171,6 +171,40 @@ def test_unusable_eval_logs_raise_typed_errors(tmp_path: Path) -> None:
     (folder / "examples.jsonl").write_text("garbage\n")
     with pytest.raises(RouterError, match="not JSON"):
         load_examples(folder)
+    tier = {"samples": ["x"], "sample_quality": [1.0], "consensus": {}}
+    (folder / "examples.jsonl").write_text(json.dumps({"id": "nq-test-0", "tiers": [tier]}) + "\n")
+    with pytest.raises(RouterError, match=r"no report\.json naming their dataset"):
+        load_examples(folder)
+    (folder / "report.json").write_text(json.dumps({"dataset": "nq"}))
+    (folder / "examples.jsonl").write_text(json.dumps({"id": "not-an-nq-id", "tiers": [tier]}) + "\n")
+    with pytest.raises(RouterError, match="is not in the dataset"):
+        load_examples(folder)
+
+
+async def test_the_harness_records_ids_only_and_the_router_reads_queries_from_the_dataset(tmp_path: Path) -> None:
+    from semcascade.evaluation.datasets import load_dataset
+    from semcascade.evaluation.harness import run_eval
+
+    def handle(req: CompletionRequest) -> Completion:
+        return MockProvider.texts(req.model, ["an answer"] * req.n)
+
+    cfg = {
+        "tiers": [
+            {"name": "cheap", "model": "openai/cheap", "k": 1, "input_cost_per_token": 1e-6},
+            {"name": "strong", "model": "openai/strong", "k": 1, "input_cost_per_token": 1e-5},
+        ],
+        "scorer": {"name": "lexical"},
+    }
+    out = tmp_path / "run"
+    await run_eval(
+        cfg, dataset="nq", n=12, out_dir=out, signals=("lexical",), cache_path=tmp_path / "c.sqlite",
+        provider=MockProvider(handle), progress=False,
+    )  # fmt: skip
+    raw = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
+    assert all(set(r) == {"id", "tiers"} for r in raw)  # no question, passage or reference text is copied
+    examples, _ = load_examples(out)
+    queries = {str(e.id): e.input for e in load_dataset("nq")}
+    assert [e.input for e in examples] == [queries[r["id"]] for r in raw]
 
 
 def test_choose_tier_by_threshold() -> None:

@@ -44,6 +44,6 @@ def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
         assert "oracle" in texts and (tmp_path / "halueval_qa" / "frontier.png").exists()
     else:
         # thresholds with held-out figures, the envelope's switching points, routed answers, a learned strategy
-        assert "held-out test (n=" in texts and "switching points" in texts
+        assert "held-out test (n=500)" in texts and "switching points" in texts
         assert (tmp_path / "envelope.png").exists() and "-> qwen-" in texts
         assert "learned strategy #1" in texts and "P(IK) router" in texts

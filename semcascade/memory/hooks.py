@@ -27,7 +27,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -139,16 +139,8 @@ class StrategyMemory:
         """Background learning tasks not finished yet."""
         return len(self._pending)
 
-    def _spawn(
-        self,
-        session: MemorySession,
-        result: CascadeResult,
-        tier: ResolvedTier,
-        provider: Provider,
-        budget: CallBudget | None,
-        reserved: Estimate | None,
-    ) -> None:
-        learn = self._learn_in_background(session, result, tier, provider, budget, reserved)
+    def _spawn(self, learn: Coroutine[Any, Any, None]) -> None:
+        """Run ``learn`` as a task on the running loop, tracked until it finishes."""
         task = asyncio.get_running_loop().create_task(learn)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -260,7 +252,7 @@ class MemorySession:
                 note = f"{len(self.matches)} strategies retrieved; {skip}"
             return result.model_copy(update={"memory": self._trace(note=note)})
         if self.memory.config.learn_in_background:
-            self.memory._spawn(self, result, tier, provider, budget, reserved)
+            self.memory._spawn(self.memory._learn_in_background(self, result, tier, provider, budget, reserved))
             note = "learning a strategy in the background (its cost is in StrategyMemory.spend)"
             return result.model_copy(update={"memory": self._trace(note=note)})
         t0 = time.perf_counter()

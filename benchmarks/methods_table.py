@@ -129,24 +129,41 @@ def fixed_row(method: str, run: EvalRun, signal: str, threshold: float, base: Ba
 
 def add_combined_signal(folder: Path, run: EvalRun) -> None:
     """Fit agreement + P(T) on the calibration ids and score every record with it (as signal ``COMBINED``)."""
-    cal = feature_rows(folder, features=COMBINED_FEATURES, split="calibration")
-    model = fit_logistic(cal.x, cal.y, COMBINED_FEATURES, name="agreement+pt", version="methods-table")
     rows = feature_rows(folder, features=COMBINED_FEATURES)
+    cal = np.asarray([split_of(i) == "calibration" for i in rows.ids])
+    model = fit_logistic(rows.x[cal], rows.y[cal], COMBINED_FEATURES, name="agreement+pt", version="methods-table")
     score = {i: model.score(x) for i, x in zip(rows.ids, rows.x, strict=True)}
     for rec in run.records:
         rec.tiers[0].scores[COMBINED] = score[rec.id]
 
 
-def router_row(folder: Path, run: EvalRun, budget: float, base: Baseline, ids: set[str], model: PIKModel) -> Row:
+@dataclass
+class PIK:
+    """The trained P(IK) model and its P(the 0.5B is right) for every calibration and test id (embedded once)."""
+
+    model: PIKModel
+    p: dict[str, float]
+
+    @classmethod
+    def train(cls, folder: Path, run: EvalRun, ids: set[str], seed: int) -> PIK:
+        model = train_pik(folder, seed=seed)
+        records = _split(run.records, "calibration") + [r for r in run.records if r.id in ids]
+        p = PIKRouter(model).predict(_inputs(run, records))[:, 0]
+        return cls(model, {r.id: float(x) for r, x in zip(records, p, strict=True)})
+
+    def of(self, records: Sequence[ExampleRecord]) -> np.ndarray:
+        return np.asarray([self.p[r.id] for r in records], dtype=float)
+
+
+def router_row(folder: Path, run: EvalRun, budget: float, base: Baseline, ids: set[str], pik: PIK) -> Row:
     """P(IK) router: the top share of test queries by P(IK) go to the 0.5B alone, the rest to the 1.5B alone."""
-    seed = model.training["seed"]
+    seed = pik.model.training["seed"]
     cal = _split(run.records, "calibration")
     c0 = np.mean([r.tiers[0].cost for r in cal])
     c1 = np.mean([r.tiers[-1].cost for r in cal])
     share = float(np.clip((budget - 1.0) * c1 / (c0 - c1), 0.0, 1.0))  # share * c0 + (1 - share) * c1 = budget * c1
     test = [r for r in run.records if r.id in ids]
-    inputs = _inputs(run, test)
-    p = PIKRouter(model).predict(inputs)[:, 0]
+    p = pik.of(test)
     to_cheap = np.zeros(len(test), dtype=bool)
     to_cheap[np.argsort(-p, kind="stable")[: round(share * len(test))]] = True
     cheap = tier_alone(test, 0, mode="consensus", signal="p_mean")
@@ -161,16 +178,13 @@ def router_row(folder: Path, run: EvalRun, budget: float, base: Baseline, ids: s
     return row
 
 
-def skip_row(
-    folder: Path, run: EvalRun, budget: float, base: Baseline, ids: set[str], model: PIKModel, signal: str
-) -> Row:
+def skip_row(folder: Path, run: EvalRun, budget: float, base: Baseline, ids: set[str], pik: PIK, signal: str) -> Row:
     """P(IK) as an extra deferral signal (``RoutedCascade(mode="skip")``): the lowest-P(IK) share of queries skips
     the 0.5B and goes straight to the 1.5B, the rest run the cascade on ``signal``. The share (0, 0.1, ..., 1) and
     the threshold are chosen together on the calibration ids for ``budget``."""
     cal = _split(run.records, "calibration")
     test = [r for r in run.records if r.id in ids]
-    router = PIKRouter(model)
-    p_cal, p_test = router.predict(_inputs(run, cal))[:, 0], router.predict(_inputs(run, test))[:, 0]
+    p_cal, p_test = pik.of(cal), pik.of(test)
     last = len(cal[0].tiers) - 1
 
     def outcomes(records: list[ExampleRecord], p: np.ndarray, share: float, th: float) -> tuple[list[Any], float]:
@@ -209,10 +223,9 @@ def test_auroc(run: EvalRun, signal: str, ids: set[str]) -> float | None:
     return auroc(scores, [_answer(r.tiers[0], signal)[0] >= 0.5 for r in recs])
 
 
-def pik_auroc(run: EvalRun, model: PIKModel, ids: set[str]) -> float | None:
+def pik_auroc(run: EvalRun, pik: PIK, ids: set[str]) -> float | None:
     test = [r for r in run.records if r.id in ids]
-    p = PIKRouter(model).predict(_inputs(run, test))[:, 0]
-    return auroc(p.tolist(), [r.tiers[0].sample_quality[0] >= 0.5 for r in test])
+    return auroc(pik.of(test).tolist(), [r.tiers[0].sample_quality[0] >= 0.5 for r in test])
 
 
 def _block_timing(dataset: str) -> dict[str, float] | None:
@@ -295,7 +308,7 @@ def dataset_rows(name: str, budgets: Sequence[float], seed: int) -> dict[str, An
     ]
     rows[-1].deferral = 0.0
     shipped_signal = shipped.shipped_signal or "confidence"
-    pik = train_pik(shipped_dir, seed=seed)
+    pik = PIK.train(shipped_dir, shipped, ids, seed)
     rows.append(fixed_row("shipped cascade: fitted confidence", shipped, shipped_signal, 0.5, base, ids))
     for b in budgets:
         if agree is not None:

@@ -60,7 +60,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from semcascade._sqlite import ThreadConnections
+from semcascade._sqlite import ThreadConnections, error_message, initialise_schema
 from semcascade.errors import SemcascadeError
 from semcascade.providers import Choice, Completion, CompletionRequest, Provider, TokenLogprob
 
@@ -279,52 +279,22 @@ class ResponseCache:
     # -- connections
 
     def _fail(self, exc: BaseException, doing: str) -> CacheError:
-        text = str(exc)
-        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-            return CacheError(
-                f"{doing}: still locked by another process after {self.busy_timeout_s:g}s ({text}); "
-                "retry, or raise busy_timeout_s",
-                path=self.path,
-            )
-        if isinstance(exc, sqlite3.OperationalError) and ("unable to open" in text or "readonly" in text):
-            return CacheError(f"{doing}: {text}; check the path and its permissions", path=self.path)
         return CacheError(
-            f"{doing}: {text}; the file is not a usable semcascade response cache (corrupt or foreign) - "
-            "delete it (and its -wal/-shm files) to start a new cache",
+            error_message(
+                exc, doing, self.busy_timeout_s, when_locked="retry, or raise busy_timeout_s",
+                when_foreign="the file is not a usable semcascade response cache (corrupt or foreign) - "
+                "delete it (and its -wal/-shm files) to start a new cache",
+            ),
             path=self.path,
-        )
+        )  # fmt: skip
 
     def _conn(self) -> sqlite3.Connection:
         return self._conns.get()
 
     def _initialise(self) -> str:
-        conn = self._conn()
+        meta = [("format", CACHE_FORMAT), ("schema_version", str(SCHEMA_VERSION)), ("created_at", f"{time.time():.3f}")]
         try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # "file is not a database" here
-            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                if not tables:
-                    for statement in _SCHEMA.split(";"):  # not executescript: it would COMMIT first
-                        if statement.strip():
-                            conn.execute(statement)
-                    conn.executemany(
-                        "INSERT INTO semcascade_meta (key, value) VALUES (?, ?)",
-                        [
-                            ("format", CACHE_FORMAT),
-                            ("schema_version", str(SCHEMA_VERSION)),
-                            ("created_at", f"{time.time():.3f}"),
-                        ],
-                    )
-                    problem = None
-                else:
-                    problem = self._check_meta(conn, tables)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            mode, problem = initialise_schema(self._conn(), _SCHEMA, meta, self._check_meta)
         except CacheError:
             self.close()
             raise

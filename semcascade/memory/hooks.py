@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 
 #: a reserved worst case for the strategy call, or why it did not fit
 Reservation = tuple[Estimate | None, str | None]
+#: the strategy call: the last tier's first model with the strategy settings, and its messages
+Teacher = tuple["ResolvedTier", list[dict[str, Any]]]
 
 __all__ = ["BackgroundSpend", "Embedder", "MemorySession", "StrategyMemory"]
 
@@ -149,13 +151,13 @@ class StrategyMemory:
         self,
         session: MemorySession,
         result: CascadeResult,
-        tier: ResolvedTier,
+        teacher: Teacher,
         provider: Provider,
         budget: CallBudget | None,
         reserved: Estimate | None,
     ) -> None:
         try:
-            trace = await session._learn(result, tier, provider, budget, reserved)
+            trace = await session._learn(result, teacher, provider, budget, reserved)
         except Exception as exc:  # a background task has nobody to raise to: log it, keep the spend honest
             logger.warning("background strategy learning failed: %s", exc)
             trace = session._trace(note="not learned: the background strategy call failed", errors=[str(exc)])
@@ -243,20 +245,22 @@ class MemorySession:
         With ``budget``, the strategy call must fit the call's and the run's budget (its worst case is
         reserved first, as for a tier); when it does not, no strategy is learned."""
         skip = self._skip_reason(result, is_last)
-        reserved, why = (None, None) if skip is not None else self._reserve(result, tier, budget)
-        if why is not None:
-            skip = f"not learned: the strategy call would not fit the budget: {why}"
+        if skip is None:
+            teacher = self._teacher(result, tier)
+            reserved, why = self._reserve(teacher, budget)
+            if why is not None:
+                skip = f"not learned: the strategy call would not fit the budget: {why}"
         if skip is not None:
             note = skip
             if self.matches:
                 note = f"{len(self.matches)} strategies retrieved; {skip}"
             return result.model_copy(update={"memory": self._trace(note=note)})
         if self.memory.config.learn_in_background:
-            self.memory._spawn(self.memory._learn_in_background(self, result, tier, provider, budget, reserved))
+            self.memory._spawn(self.memory._learn_in_background(self, result, teacher, provider, budget, reserved))
             note = "learning a strategy in the background (its cost is in StrategyMemory.spend)"
             return result.model_copy(update={"memory": self._trace(note=note)})
         t0 = time.perf_counter()
-        trace = await self._learn(result, tier, provider, budget, reserved)
+        trace = await self._learn(result, teacher, provider, budget, reserved)
         elapsed = time.perf_counter() - t0
         trace = trace.model_copy(update={"latency_s": elapsed})
         flops = result.flops
@@ -273,7 +277,7 @@ class MemorySession:
             }
         )
 
-    def _teacher(self, result: CascadeResult, tier: ResolvedTier) -> tuple[ResolvedTier, list[dict[str, Any]]]:
+    def _teacher(self, result: CascadeResult, tier: ResolvedTier) -> Teacher:
         """The strategy call: the last tier's first model, the strategy settings, and its messages."""
         from semcascade.sampling import ResolvedTier
 
@@ -282,19 +286,19 @@ class MemorySession:
         one_model = ResolvedTier(config=cfg, models=tier.models[:1], limiter=tier.limiter)
         return one_model, strategy_messages(self.question, result.text)
 
-    def _reserve(self, result: CascadeResult, tier: ResolvedTier, budget: CallBudget | None) -> Reservation:
+    @staticmethod
+    def _reserve(teacher: Teacher, budget: CallBudget | None) -> Reservation:
         """Reserve the strategy call's worst case in the call's and run's budget: (bound, None) or (None, why)."""
         if budget is None or not budget.limited:
             return None, None
-        teacher, messages = self._teacher(result, tier)
-        bound = tier_upper_bound(teacher, messages, k=1)
+        bound = tier_upper_bound(*teacher, k=1)
         why = budget.reserve(bound)
         return (None, why) if why is not None else (bound, None)
 
     async def _learn(
         self,
         result: CascadeResult,
-        tier: ResolvedTier,
+        teacher: Teacher,
         provider: Provider,
         budget: CallBudget | None = None,
         reserved: Estimate | None = None,
@@ -302,7 +306,7 @@ class MemorySession:
         from semcascade.sampling import sample_tier
 
         mem, c = self.memory, self.memory.config
-        one_model, messages = self._teacher(result, tier)
+        one_model, messages = teacher
         cfg = one_model.config
         try:
             drawn = await sample_tier(one_model, messages, provider, k=1, temperature=c.strategy_temperature)
@@ -317,7 +321,7 @@ class MemorySession:
         if budget is not None and reserved is not None:
             budget.settle(reserved, Estimate(drawn.cost(cfg), drawn.prompt_tokens + drawn.completion_tokens))
         spent: dict[str, Any] = {
-            "model": tier.models[0].name,
+            "model": one_model.models[0].name,
             "prompt_tokens": drawn.prompt_tokens,
             "completion_tokens": drawn.completion_tokens,
             "cost": drawn.cost(cfg),
@@ -340,8 +344,8 @@ class MemorySession:
                 query_embedding=question_vec,
                 strategy_embedding=strategy_vec,
                 strategy=strategy,
-                source_model=tier.models[0].name,
-                source_tier=tier.config.name,
+                source_model=one_model.models[0].name,
+                source_tier=cfg.name,
                 agreement=final.agreement,
                 query_hash=query_hash(self.question),
             )

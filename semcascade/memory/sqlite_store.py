@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from semcascade._sqlite import ThreadConnections
+from semcascade._sqlite import ThreadConnections, error_message, initialise_schema
 from semcascade.memory.store import (
     AddResult,
     Eviction,
@@ -147,50 +147,22 @@ class SQLiteStrategyStore:
         return MemoryStoreError(f"strategy store {str(self.path)!r}: {message}")
 
     def _fail(self, exc: BaseException, doing: str) -> MemoryStoreError:
-        text = str(exc)
-        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-            return self._error(
-                f"{doing}: still locked by another process after {self.busy_timeout_s:g}s ({text}); retry later"
-            )
-        if isinstance(exc, sqlite3.OperationalError) and ("unable to open" in text or "readonly" in text):
-            return self._error(f"{doing}: {text}; check the path and its permissions")
         return self._error(
-            f"{doing}: {text}; the file is not a usable strategy store (corrupt or foreign) - "
-            "delete it (and its -wal/-shm files) or set memory.path to another file"
-        )
+            error_message(
+                exc, doing, self.busy_timeout_s, when_locked="retry later",
+                when_foreign="the file is not a usable strategy store (corrupt or foreign) - "
+                "delete it (and its -wal/-shm files) or set memory.path to another file",
+            )
+        )  # fmt: skip
 
     def _conn(self) -> sqlite3.Connection:
         return self._conns.get()
 
     def _initialise(self) -> None:
+        meta = [("format", STORE_FORMAT), ("schema_version", str(SCHEMA_VERSION)), ("generation", "0"),
+                ("created_at", f"{time.time():.3f}")]  # fmt: skip
         try:
-            conn = self._conn()
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                problem = None
-                if not tables:
-                    for statement in _SCHEMA.split(";"):  # not executescript: it would COMMIT first
-                        if statement.strip():
-                            conn.execute(statement)
-                    conn.executemany(
-                        "INSERT INTO semcascade_meta (key, value) VALUES (?, ?)",
-                        [
-                            ("format", STORE_FORMAT),
-                            ("schema_version", str(SCHEMA_VERSION)),
-                            ("generation", "0"),
-                            ("created_at", f"{time.time():.3f}"),
-                        ],
-                    )
-                else:
-                    problem = self._check_meta(conn, tables)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            _, problem = initialise_schema(self._conn(), _SCHEMA, meta, self._check_meta)
         except MemoryStoreError:
             self.close()
             raise

@@ -6,99 +6,42 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from semcascade import step
 from semcascade._budget import BudgetLedger, CallBudget, Estimate, tier_upper_bound
 from semcascade._deadline import DeadlineReached, deadline_guard, deadline_scope, expired
 from semcascade._limits import TierLimiter
 from semcascade._retry import RetryingProvider, count_retries
-from semcascade.aggregation import Consensus, consensus, pair_indices, weighted_vote
+from semcascade.aggregation import Consensus, pair_indices, weighted_vote
 from semcascade.confidence import ConfidenceModel, TierEvidence, load_confidence_model
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
 from semcascade.costs import tier_flops
+from semcascade.endpoints import Endpoints, ResolvedModel
 from semcascade.errors import (
     BudgetExceededError,
     CascadeFailedError,
     ConfidenceError,
     ConfigError,
     DeadlineExceededError,
-    EmptyPromptError,
     PromptTooLongError,
 )
 from semcascade.memory.hooks import StrategyMemory
+from semcascade.messages import Messages, PromptLike, content_text, normalize_messages, prompt_text, question_of
 from semcascade.policy import DeferralPolicy, create_policy
 from semcascade.providers import LiteLLMProvider, Provider, close_loop_clients
 from semcascade.result import CascadeResult, TierTrace
-from semcascade.sampling import ResolvedModel, ResolvedTier, TierSamples, sample_tier
+from semcascade.sampling import ResolvedTier, TierSamples, sample_tier
 from semcascade.scoring._registry import create_scorer
 from semcascade.scoring.base import AgreementScorer
 from semcascade.scoring.cache import CachedScorer
+from semcascade.scoring.signals import get_signal
 
 if TYPE_CHECKING:
     from semcascade.local.server import LocalServer
 
 __all__ = ["Cascade", "Messages", "PromptLike", "normalize_messages"]
-
-Messages = list[dict[str, Any]]
-PromptLike = str | Sequence[Mapping[str, Any]]
-
-#: Environment variable: use an already-running OpenAI-compatible server for
-#: ``local/`` models instead of starting the managed one.
-LOCAL_API_BASE_ENV = "SEMCASCADE_LOCAL_API_BASE"
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
-    return "" if content is None else str(content)
-
-
-def normalize_messages(prompt: PromptLike, system_prompt: str | None = None) -> Messages:
-    """A string or OpenAI-style messages -> a validated message list.
-
-    Raises :class:`EmptyPromptError` when there is nothing to answer.
-    """
-    if isinstance(prompt, str):
-        messages: Messages = [{"role": "user", "content": prompt}]
-    elif isinstance(prompt, Sequence):
-        messages = []
-        for i, m in enumerate(prompt):
-            if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
-                raise EmptyPromptError(
-                    f"message {i} is not a mapping with 'role' and 'content'; pass a string or OpenAI-style messages"
-                )
-            messages.append(dict(m))
-    else:
-        raise EmptyPromptError(f"prompt must be a string or a list of messages, not {type(prompt).__name__}")
-    if not messages or not any(_content_text(m["content"]).strip() for m in messages if m["role"] != "system"):
-        raise EmptyPromptError("the prompt is empty; pass a non-empty question or message")
-    if system_prompt and not any(m["role"] == "system" for m in messages):
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    return messages
-
-
-def _question(messages: Messages) -> str:
-    for m in reversed(messages):
-        if m["role"] == "user":
-            return _content_text(m["content"])
-    return _content_text(messages[-1]["content"])
-
-
-def _auto_native_n(model: str, api_base: str | None) -> bool:
-    # OpenAI's API and llama-server implement n; most other providers ignore or reject it.
-    return (
-        model.startswith(LOCAL_PREFIX)
-        or (model.startswith("openai/") and api_base is None)
-        or model.startswith(("gpt-", "o1", "o3", "o4"))
-    )
-
-
-def _prompt_text(messages: Messages) -> str:
-    """Everything the model was shown (system and user turns), for grounding features."""
-    return "\n".join(_content_text(m.get("content")) for m in messages if m.get("role") in ("system", "user"))
 
 
 def _evidence(drawn: TierSamples, cons: Consensus, question: str, prompt: str, tier: str) -> TierEvidence:
@@ -116,6 +59,25 @@ def _evidence(drawn: TierSamples, cons: Consensus, question: str, prompt: str, t
         prompt=prompt,
         tier=tier,
     )
+
+
+def _check_signal(cfg: CascadeConfig, tier: TierConfig, model: ConfidenceModel | None) -> str:
+    """The tier's decision signal, checked: known, and fed with what it needs (a ConfigError otherwise)."""
+    name = step.tier_signal(cfg, tier)
+    try:
+        sig = get_signal(name)
+    except ConfigError as exc:
+        raise ConfigError(f"tier {tier.name!r}: signal: {exc}") from None
+    if name == "confidence" and model is None:
+        raise ConfigError(f"tier {tier.name!r}: signal 'confidence' needs a confidence_model on the tier")
+    if sig.kind == "white-box" and not tier.logprobs:
+        raise ConfigError(f"tier {tier.name!r}: signal {name!r} reads token log-probabilities; set `logprobs: true`")
+    if sig.kind == "black-box" and tier.signal is not None and sig.scorers and cfg.scorer.name not in sig.scorers:
+        raise ConfigError(
+            f"tier {tier.name!r}: signal {name!r} is agreement under the {'/'.join(sig.scorers)} scorer, but the "
+            f"config's scorer is {cfg.scorer.name!r}; write `signal: agreement` or change `scorer.name`"
+        )
+    return name
 
 
 def _load_confidence(tier: TierConfig) -> ConfidenceModel:
@@ -155,16 +117,19 @@ class Cascade:
         policy: DeferralPolicy | None = None,
         local_server: LocalServer | None = None,
         memory: StrategyMemory | None = None,
+        local_api_base: str | None = None,
     ) -> None:
         self.config: CascadeConfig = load_config(config)
         self._provider = provider
         self._scorer = scorer
         self.policy: DeferralPolicy = policy or create_policy(self.config.policy)
-        self._server = local_server
-        self._local_base: str | None = os.environ.get(LOCAL_API_BASE_ENV) or None
+        #: model resolution and the managed local server's lifecycle
+        self.endpoints = Endpoints(self.config, local_server=local_server, local_api_base=local_api_base)
         self._tiers: list[ResolvedTier] | None = None
         self._setup_lock = threading.Lock()
         self._confidence: dict[str, ConfidenceModel] = {}
+        #: per tier: the signal it decides on (a registry name)
+        self._signals: dict[str, str] = {}
         self.memory = memory if memory is not None else StrategyMemory.from_config(self.config.memory)
         #: what the provider calls go through: the provider wrapped in per-tier retries
         self._caller: Provider | None = None
@@ -196,65 +161,29 @@ class Cascade:
             t.api_key()  # MissingAPIKeyError now, not after the cheap tier was paid for
             if t.confidence_model is not None:
                 self._confidence[t.name] = _load_confidence(t)
+            self._signals[t.name] = _check_signal(cfg, t, self._confidence.get(t.name))
 
     @property
     def local_server(self) -> LocalServer | None:
         """The managed llama-server this cascade uses (``None`` before set-up or without local tiers)."""
-        return self._server
+        return self.endpoints.server
 
     @property
     def local_api_base(self) -> str | None:
         """The OpenAI-compatible base URL of the local server, once it is running."""
-        return self._local_base
+        return self.endpoints.local_api_base
 
     def local_models(self) -> list[str]:
         """Names of the local models this config needs (tiers and an LLM-judge scorer)."""
-        return self._local_models()
+        return self.endpoints.local_models()
 
     def resolve_model(self, model: str) -> ResolvedModel:
         """How ``model`` is actually called (``local/NAME`` resolved to the running server)."""
-        return self._resolve_model(model, None)
+        return self.endpoints.resolve(model)
 
-    def _local_models(self) -> list[str]:
-        names: list[str] = []
-        for t in self.config.tiers:
-            names += [m.removeprefix(LOCAL_PREFIX) for m in t.model_list if m.startswith(LOCAL_PREFIX)]
-        opts = self.config.scorer.options
-        if isinstance(opts.get("model"), str) and opts["model"].startswith(LOCAL_PREFIX):
-            names.append(opts["model"].removeprefix(LOCAL_PREFIX))
-        return list(dict.fromkeys(names))
-
-    def _ensure_local_server(self) -> str:
-        if self._local_base is not None:
-            return self._local_base
-        if self._server is None:
-            from semcascade.local.server import LocalServer
-
-            self._server = LocalServer(self.config.local_server, self._local_models())
-        self._server.start()  # returns at once for a shared server that is already running
-        self._local_base = self._server.base_url
-        return self._local_base
-
-    def _resolve_model(self, model: str, tier: TierConfig | None) -> ResolvedModel:
-        native = tier.native_n if tier is not None and tier.native_n is not None else None
-        if model.startswith(LOCAL_PREFIX):
-            base = self._ensure_local_server()
-            return ResolvedModel(
-                name=model,
-                litellm_model="openai/" + model.removeprefix(LOCAL_PREFIX),
-                api_base=base,
-                api_key="local",
-                native_n=True if native is None else native,
-                max_n=self.config.local_server.parallel,
-            )
-        api_base = tier.api_base if tier is not None else None
-        return ResolvedModel(
-            name=model,
-            litellm_model=model,
-            api_base=api_base,
-            api_key=tier.api_key() if tier is not None else None,
-            native_n=_auto_native_n(model, api_base) if native is None else native,
-        )
+    def signal(self, tier: str) -> str:
+        """The signal tier ``tier`` decides on (see :func:`semcascade.step.tier_signal`)."""
+        return self._signals[tier]
 
     def _setup(self) -> list[ResolvedTier]:
         with self._setup_lock:
@@ -264,7 +193,7 @@ class Cascade:
                 from semcascade.local.guard import LocalServerGuard
 
                 # A managed local server that dies mid-run is restarted once and the call retried.
-                self._provider = LocalServerGuard(LiteLLMProvider(), lambda: self._server)
+                self._provider = LocalServerGuard(LiteLLMProvider(), lambda: self.endpoints.server)
             self._caller = (
                 self._provider
                 if isinstance(self._provider, RetryingProvider)
@@ -273,38 +202,22 @@ class Cascade:
             tiers = [
                 ResolvedTier(
                     config=t,
-                    models=[self._resolve_model(m, t) for m in t.model_list],
+                    models=[self.endpoints.resolve(m, t) for m in t.model_list],
                     limiter=TierLimiter(t.max_concurrency, t.requests_per_second),
                 )
                 for t in self.config.tiers
             ]
             if self._scorer is None:
-                self._scorer = CachedScorer(create_scorer(self.config.scorer.name, **self._scorer_options()))
+                self._scorer = CachedScorer(create_scorer(self.config.scorer.name, **self.endpoints.scorer_options()))
             self._tiers = tiers
             return tiers
-
-    def _scorer_options(self) -> dict[str, Any]:
-        opts = dict(self.config.scorer.options)
-        model = opts.get("model")
-        if isinstance(model, str) and model.startswith(LOCAL_PREFIX):
-            resolved = self._resolve_model(model, None)
-            opts.update(model=resolved.litellm_model, api_base=resolved.api_base, api_key=resolved.api_key)
-        elif "api_key_env" in opts:
-            env = str(opts.pop("api_key_env"))
-            from semcascade.errors import MissingAPIKeyError
-
-            value = os.environ.get(env)
-            if not value:
-                raise MissingAPIKeyError(env, "scorer")
-            opts["api_key"] = value
-        return opts
 
     def prepare(self, *, load_models: bool = True) -> None:
         """Start the local server (if any), load the scorer and (by default) the local
         models now, so the first request does not pay for loading them."""
         self._setup()
-        if load_models and self._server is not None:
-            self._server.load_models()
+        if load_models:
+            self.endpoints.load_models()
 
     @property
     def scorer(self) -> AgreementScorer:
@@ -330,7 +243,7 @@ class Cascade:
     # ------------------------------------------------------------------ calls
 
     def _check_length(self, messages: Messages) -> None:
-        chars = sum(len(_content_text(m["content"])) for m in messages)
+        chars = sum(len(content_text(m["content"])) for m in messages)
         if chars > self.config.max_prompt_chars:
             raise PromptTooLongError("(all)", chars // 4, self.config.max_prompt_chars // 4)
         for t in self.config.tiers:
@@ -369,7 +282,7 @@ class Cascade:
     async def _generate(self, base_messages: Messages, started: float, retries: Mapping[str, int]) -> CascadeResult:
         tiers = await asyncio.to_thread(self._setup) if self._tiers is None else self._tiers
         assert self._caller is not None and self._scorer is not None
-        question = _question(base_messages)
+        question = question_of(base_messages)
         session = await self.memory.session(question) if self.memory is not None else None
         budget = CallBudget(self.config.budget, self._run_budget)
         trace: list[TierTrace] = []
@@ -395,7 +308,7 @@ class Cascade:
             t_sampled = time.perf_counter()
             try:
                 async with deadline_guard():
-                    tt = await self._score_and_decide(tier, drawn, question, _prompt_text(messages), is_last=is_last)
+                    tt = await self._score_and_decide(tier, drawn, question, prompt_text(messages), is_last=is_last)
             except DeadlineReached:
                 tt = self._unscored(tier, drawn, is_last=is_last)
             trace.append(
@@ -447,6 +360,7 @@ class Cascade:
     async def _score_and_decide(
         self, tier: ResolvedTier, drawn: TierSamples, question: str, prompt: str, *, is_last: bool
     ) -> TierTrace:
+        """The tier step (:mod:`semcascade.step`): judgement -> consensus -> decision score -> decision."""
         cfg = tier.config
         assert self._scorer is not None
         costs = drawn.cost(cfg)
@@ -469,30 +383,38 @@ class Cascade:
                 reason="no samples arrived: " + "; ".join(drawn.errors[:3]),
             )
         texts = [s.answer for s in drawn.samples]
-        judgements = await self._scorer.judge(question, [(texts[a], texts[b]) for a, b in pair_indices(n)])
-        greedy = next((s.index for s in drawn.samples if s.greedy), None) if cfg.temperature > 0 else None
-        cons = consensus(n, judgements, self.config.equivalence, self.config.aggregation, prefer=greedy)
-        short = n < cfg.k
-        conf = self._confidence.get(cfg.name)
-        confidence = None
-        if conf is not None and not (n < 2 and "agreement" in conf.features):
-            confidence = conf.confidence(_evidence(drawn, cons, question, prompt, cfg.name))
-        decision = self.policy.decide(
+        judgements = await step.judge_samples(self._scorer, question, texts)
+        greedy = drawn.greedy_index if cfg.temperature > 0 else None
+        cons = step.tier_consensus(n, judgements, self.config.equivalence, self.config.aggregation, greedy_index=greedy)
+        signal = self._signals[cfg.name]
+        agreement_signal = step.tier_signal(self.config, cfg.model_copy(update={"signal": "agreement"}))
+        value = step.score_tier(
+            signal,
+            _evidence(drawn, cons, question, prompt, cfg.name),
+            {agreement_signal: cons},
+            confidence_model=self._confidence.get(cfg.name),
+            greedy_index=greedy,
+        )
+        decision = step.decide(
+            self.policy,
             cfg,
-            cons.score if confidence is None else confidence,
+            value.score,
             n_samples=n,
             is_last=is_last,
             final_action=self.config.final_action,
-            score_name="agreement" if confidence is None else "confidence",
+            signal=signal,
         )
+        short = n < cfg.k
         reason = decision.reason + (f" (only {n}/{cfg.k} samples arrived)" if short else "")
         return TierTrace(
             **base,
             agreement_matrix=[[round(float(x), 4) for x in row] for row in cons.matrix],
             clusters=cons.clusters,
             agreement=cons.score,
-            confidence=confidence,
-            representative=cons.representative,
+            confidence=value.score if signal == "confidence" else None,
+            signal=signal,
+            score=value.score,
+            representative=value.representative,
             decision=decision.action,
             reason=reason,
         )
@@ -579,8 +501,7 @@ class Cascade:
 
     def close(self) -> None:
         """Stop a local server this cascade started (a reused one keeps running)."""
-        if self._server is not None:
-            self._server.stop()
+        self.endpoints.close()
 
     def __enter__(self) -> Cascade:
         return self

@@ -88,7 +88,12 @@ class TierConfig(_Strict):
     k: int = Field(default=5, ge=1, le=64, description="samples drawn per request")
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(default=256, ge=1)
-    threshold: float = Field(default=0.7, ge=0.0, le=1.0, description="accept when agreement >= threshold")
+    threshold: float = Field(default=0.7, ge=0.0, le=1.0, description="accept when the decision score >= threshold")
+    signal: str | None = Field(
+        default=None,
+        description="what the tier decides on, by signal name (agreement, embedding, lexical, nli, numeric, p_mean, "
+        "p_min, p_first, logprob, confidence); None = confidence with a confidence_model, else agreement",
+    )
     api_base: str | None = None
     api_key_env: str | None = Field(default=None, description="NAME of the env var that holds the key")
     input_cost_per_token: float | None = Field(default=None, ge=0.0)

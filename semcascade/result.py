@@ -56,6 +56,9 @@ class TierTrace(_Frozen):
     agreement: float | None = None
     #: P(answer right) from the tier's confidence model, when it has one (then it, not agreement, is decided on)
     confidence: float | None = None
+    #: the signal the tier decided on (``embedding``, ``p_mean``, ``confidence`` ...) and its score
+    signal: str | None = None
+    score: float | None = None
     threshold: float
     representative: int | None = None
     decision: TierDecision

@@ -17,6 +17,7 @@ from semcascade._limits import TierLimiter
 from semcascade.answers import extract_answer
 from semcascade.config import TierConfig
 from semcascade.costs import tier_cost
+from semcascade.endpoints import ResolvedModel
 from semcascade.errors import AuthenticationError, ProviderError, UnknownModelError
 from semcascade.providers import Completion, CompletionRequest, Provider
 from semcascade.result import SampleTrace
@@ -27,18 +28,6 @@ __all__ = ["ResolvedModel", "ResolvedTier", "TierSamples", "sample_tier", "split
 #: only hide them, so they propagate. Other provider errors (timeouts, rate
 #: limits, 5xx, garbage) are recorded and the cascade carries on.
 CONFIG_ERRORS: tuple[type[ProviderError], ...] = (UnknownModelError, AuthenticationError)
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A tier model as it is actually called (``local/x`` resolved to the server)."""
-
-    name: str
-    litellm_model: str
-    api_base: str | None
-    api_key: str | None = field(repr=False)
-    native_n: bool
-    max_n: int = 128
 
 
 @dataclass
@@ -54,6 +43,11 @@ class TierSamples:
     errors: list[str]
     #: litellm model -> [prompt tokens, completion tokens] actually billed
     usage: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def greedy_index(self) -> int | None:
+        """Index of the temperature-0 sample, when one was drawn."""
+        return next((s.index for s in self.samples if s.greedy), None)
 
     @property
     def prompt_tokens(self) -> int:

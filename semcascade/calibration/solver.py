@@ -17,12 +17,14 @@ per-example mean. Reported figures come from :mod:`semcascade.evaluation.replay`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from semcascade.config import TierConfig
 from semcascade.errors import CalibrationError
 from semcascade.evaluation.replay import ExampleRecord, _answer, cascade_outcomes, summarize, tier_alone
+from semcascade.policy import DeferralPolicy, ThresholdPolicy, accept_matrix
 
 __all__ = [
     "StageTable",
@@ -57,29 +59,45 @@ class StageTable:
 
     ``quality[i]`` is what answering at tier ``i`` scores, ``step_cost[i]`` what
     visiting tier ``i`` costs (generation + agreement scoring), ``score[i]`` the
-    signal's agreement (NaN when the tier has no score: it always escalates).
+    signal's score (NaN when the tier has no score), ``complete[i]`` whether every
+    requested sample arrived. Which examples a tier accepts at a threshold is
+    the deferral policy's decision (:func:`semcascade.policy.accept_matrix`, the
+    rule the live cascade applies): with the threshold policy a NaN score
+    escalates unless the threshold is 0 and the tier is complete.
     """
 
     score: FloatArray
     quality: FloatArray
     step_cost: FloatArray
+    complete: FloatArray | None = None
+    policy: DeferralPolicy = field(default_factory=ThresholdPolicy)
 
     @classmethod
-    def from_records(cls, records: Sequence[ExampleRecord], signal: str) -> StageTable:
+    def from_records(
+        cls, records: Sequence[ExampleRecord], signal: str, *, policy: DeferralPolicy | None = None
+    ) -> StageTable:
         if not records:
             raise CalibrationError("no examples to calibrate on; pass a results folder with examples")
         k = len(records[0].tiers)
         score = np.full((k, len(records)), np.nan)
         quality = np.zeros((k, len(records)))
         cost = np.zeros((k, len(records)))
+        complete = np.zeros((k, len(records)), dtype=bool)
         for j, rec in enumerate(records):
             for i, t in enumerate(rec.tiers):
                 s = t.scores.get(signal)
-                if s is not None and i < k - 1:
+                if s is not None and i < k - 1 and not t.failed:
                     score[i, j] = s
+                complete[i, j] = not t.failed and len(t.samples) >= t.requested
                 quality[i, j] = _answer(t, signal)[0]
                 cost[i, j] = t.cost + t.scoring_cost.get(signal, 0.0)
-        return cls(score, quality, cost)
+        return cls(score, quality, cost, complete, policy or ThresholdPolicy())
+
+    def accepts(self, i: int, thresholds: Sequence[float] | FloatArray) -> np.ndarray:
+        """``(len(thresholds), n)`` bool: which examples tier ``i`` answers at each threshold."""
+        done = self.complete[i] if self.complete is not None else np.ones(self.n, dtype=bool)
+        stand_in = TierConfig.model_construct(name=f"tier{i}", model="replay", k=1, threshold=0.0)
+        return accept_matrix(self.policy, stand_in, self.score[i], thresholds, done)
 
     @property
     def k(self) -> int:
@@ -94,7 +112,7 @@ class StageTable:
         stop = np.full(self.n, self.k - 1)
         open_ = np.ones(self.n, dtype=bool)
         for i in range(start, self.k - 1):
-            ans = open_ & (self.score[i] >= thresholds[i])  # NaN compares False: escalates
+            ans = open_ & self.accepts(i, [thresholds[i]])[0]
             stop[ans] = i
             open_ &= ~ans
         return stop
@@ -115,7 +133,7 @@ def pair_curve(table: StageTable) -> tuple[FloatArray, FloatArray, FloatArray, F
     if table.k != 2:
         raise ValueError("pair_curve needs a two-tier table")
     th = candidate_thresholds(table.score[0])
-    answer = table.score[0][None, :] >= th[:, None]  # (m, n); NaN -> escalate
+    answer = table.accepts(0, th)  # (m, n)
     q = (answer @ table.quality[0] + (~answer) @ table.quality[1]) / table.n
     c = table.step_cost[0].sum() + (~answer) @ table.step_cost[1]
     deferral = (~answer).mean(axis=1)
@@ -131,7 +149,7 @@ def _best_response(table: StageTable, th: list[float], i: int, lam: float, base:
     esc_q = table.quality[down, cols]
     esc_c = cum[down, cols] - cum[i]
     cand = candidate_thresholds(table.score[i])
-    answer = table.score[i][None, :] >= cand[:, None]
+    answer = table.accepts(i, cand)
     esc = (~answer) & reach[None, :]
     ans = answer & reach[None, :]
     q = (ans @ table.quality[i] + esc @ esc_q) / table.n

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +18,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from semcascade.aggregation import consensus, pair_indices
+from semcascade import step
+from semcascade.aggregation import Aggregation, Consensus
 from semcascade.cascade import Cascade
 from semcascade.confidence import ConfidenceModel, TierEvidence
 from semcascade.config import EquivalenceConfig
@@ -27,7 +27,8 @@ from semcascade.evaluation.replay import ExampleRecord, TierRecord
 from semcascade.providers import Completion, CompletionRequest, Provider
 from semcascade.response_cache import CachingProvider
 from semcascade.sampling import TierSamples, sample_tier
-from semcascade.scoring.base import AgreementScorer, PairJudgement
+from semcascade.scoring.base import AgreementScorer
+from semcascade.scoring.signals import get_signal
 
 __all__ = ["LatencyRecorder", "SignalSpec", "collect", "record_evidence", "score_signals", "timed_sample"]
 
@@ -36,23 +37,21 @@ Messages = list[dict[str, Any]]
 
 @dataclass(frozen=True)
 class SignalSpec:
-    """A deferral signal: an agreement scorer, a combination of them, or a non-agreement baseline.
+    """A deferral signal to score recorded runs with: a name in the signal registry
+    (:mod:`semcascade.scoring.signals`) and what it needs.
 
-    ``kind``: ``"scorer"`` (uses ``scorer``), ``"mean"`` (mean of the named
-    ``parts``), ``"logprob"`` (geometric-mean token probability of the samples),
-    ``"random"`` (uniform noise: the no-information baseline).
+    ``scorer``: for black-box (agreement) signals, the scorer that judges the
+    pairs. ``models``: for ``confidence``, tier index -> its fitted model, fed by
+    the agreement of signal ``agreement``.
     """
 
     name: str
-    kind: str
     scorer: AgreementScorer | None = None
-    parts: tuple[str, ...] = ()
     #: cumulative money the scorer has spent (an LLM judge's calls), read before and after each example
     cost_meter: Callable[[], float] | None = None
-    #: ``"confidence"``: tier index -> its fitted model, fed by the agreement of signal ``parts[0]``
     models: Mapping[int, ConfidenceModel] = field(default_factory=dict)
-    #: ``"token_prob"``: which token log-probability of the answer (``mean``, ``min`` or ``first``)
-    statistic: str = "mean"
+    #: the agreement signal a confidence model's ``agreement`` feature reads
+    agreement: str = "embedding"
 
 
 def record_evidence(t: TierRecord, agreement_signal: str, question: str, prompt: str, tier: str = "") -> TierEvidence:
@@ -71,14 +70,6 @@ def record_evidence(t: TierRecord, agreement_signal: str, question: str, prompt:
         prompt=prompt,
         tier=tier,
     )
-
-
-def _token_prob(t: TierRecord, statistic: str) -> tuple[float | None, int]:
-    """exp(a token log-probability statistic) of the greedy answer (else the first sample)."""
-    i = t.greedy_index if t.greedy_index is not None else 0
-    values = {"mean": t.mean_logprobs, "min": t.min_logprobs, "first": t.first_logprobs}[statistic]
-    v = values[i] if i < len(values) else None
-    return (None if v is None else math.exp(v)), i
 
 
 _CALL_LATENCIES: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("call_latencies", default=None)
@@ -125,6 +116,8 @@ async def _collect_one(cascade: Cascade, messages: Messages, *, greedy: bool) ->
         cost = drawn.cost(cfg)
         s = drawn.samples
         rec = TierRecord(
+            k=cfg.k,
+            error=None if s else "no sample arrived: " + ("; ".join(drawn.errors[:3]) or "unknown"),
             samples=[x.answer for x in s] or [""],
             mean_logprobs=[x.mean_logprob for x in s] or [None],
             cost=cost,
@@ -135,7 +128,7 @@ async def _collect_one(cascade: Cascade, messages: Messages, *, greedy: bool) ->
             min_logprobs=[x.min_logprob for x in s] or [None],
             first_logprobs=[x.first_logprob for x in s] or [None],
             sample_tokens=[x.completion_tokens for x in s] or [0],
-            greedy_index=next((x.index for x in s if x.greedy), None) if cfg.temperature > 0 else None,
+            greedy_index=drawn.greedy_index if cfg.temperature > 0 else None,
         )
         if greedy and (cfg.k > 1 or cfg.temperature > 0):
             g, rec.greedy_latency_s = await timed_sample(
@@ -143,8 +136,11 @@ async def _collect_one(cascade: Cascade, messages: Messages, *, greedy: bool) ->
             )
             rec.greedy = g.samples[0].answer if g.samples else ""
             rec.greedy_cost = g.cost(cfg)
+            if not g.samples:
+                rec.greedy_error = "no greedy answer arrived: " + ("; ".join(g.errors[:3]) or "unknown")
         else:  # the tier already is greedy with one sample
             rec.greedy, rec.greedy_latency_s, rec.greedy_cost = rec.samples[0], rec.latency_s, rec.cost
+            rec.greedy_error = rec.error
         records.append(rec)
     return records
 
@@ -177,26 +173,25 @@ async def collect(
         bar.close()
 
 
-async def _scorer_signal(spec: SignalSpec, question: str, t: TierRecord, rule: EquivalenceConfig) -> None:
-    scorer, name = spec.scorer, spec.name
-    assert scorer is not None
-    n = len(t.samples)
+async def _consensus(
+    spec: SignalSpec, question: str, t: TierRecord, rule: EquivalenceConfig, aggregation: Aggregation
+) -> Consensus | None:
+    """The consensus of a recorded tier under ``spec``'s scorer (the live tier step's), timed and metered."""
+    name, scorer = spec.name, spec.scorer
     t.scoring_cost[name] = 0.0
-    if n < 2:
-        t.scores[name] = None
-        t.consensus[name] = 0
-        t.scoring_s[name] = 0.0
-        return
+    t.scoring_s[name] = 0.0
+    n = len(t.samples)
+    if scorer is None or n < 2 or t.failed:
+        return None
     spent = spec.cost_meter() if spec.cost_meter else 0.0
     t0 = time.perf_counter()
-    js: list[PairJudgement] = await scorer.judge(question, [(t.samples[a], t.samples[b]) for a, b in pair_indices(n)])
-    cons = consensus(n, js, rule, prefer=t.greedy_index)
+    js = await step.judge_samples(scorer, question, t.samples)
+    cons = step.tier_consensus(n, js, rule, aggregation, greedy_index=t.greedy_index)
     t.largest_cluster[name] = len(cons.clusters[0])
     t.scoring_s[name] = time.perf_counter() - t0
     if spec.cost_meter:
         t.scoring_cost[name] = spec.cost_meter() - spent
-    t.scores[name] = cons.score
-    t.consensus[name] = cons.representative
+    return cons
 
 
 async def score_signals(
@@ -208,50 +203,54 @@ async def score_signals(
     seed: int = 0,
     progress: bool = True,
     prompts: Mapping[str, str] | None = None,
+    aggregation: Aggregation = "mean_pairwise",
 ) -> None:
     """Fill every tier record's ``scores``/``consensus``/``scoring_s`` for each signal.
 
-    ``prompts`` (example id -> everything the model was shown) feeds the
-    confidence models' grounding feature.
+    Each signal is computed by the registry's code (:func:`semcascade.step.score_tier`),
+    the same the live tier step runs. ``prompts`` (example id -> everything the
+    model was shown) feeds the confidence models' grounding feature.
     """
     rng = random.Random(seed)
     for spec in signals:
+        sig = get_signal(spec.name)
         for rec in tqdm(records, desc=f"signal: {spec.name}", unit="ex", disable=not progress):
             for ti, t in enumerate(rec.tiers):
-                if spec.kind == "scorer":
-                    await _scorer_signal(spec, questions[rec.id], t, rule)
-                elif spec.kind == "mean":
-                    parts = [x for p in spec.parts if (x := t.scores.get(p)) is not None]
-                    t.scores[spec.name] = sum(parts) / len(parts) if len(parts) == len(spec.parts) else None
-                    t.consensus[spec.name] = t.consensus.get(spec.parts[0], 0)
-                    t.scoring_s[spec.name] = sum(t.scoring_s.get(p, 0.0) for p in spec.parts)
-                    t.scoring_cost[spec.name] = sum(t.scoring_cost.get(p, 0.0) for p in spec.parts)
-                elif spec.kind == "logprob":
-                    lps = [x for x in t.mean_logprobs if x is not None]
-                    t.scores[spec.name] = math.exp(sum(lps) / len(lps)) if lps and len(t.samples) > 1 else None
-                    # answer: the most probable sample
-                    best = max(range(len(t.samples)), key=lambda i: t.mean_logprobs[i] or -math.inf)
-                    t.consensus[spec.name] = best
-                    t.scoring_s[spec.name] = 0.0
-                elif spec.kind == "confidence":
-                    model = spec.models.get(ti)
-                    ag = spec.parts[0]
-                    t.consensus[spec.name] = t.consensus.get(ag, t.greedy_index or 0)
-                    t.scoring_s[spec.name] = t.scoring_s.get(ag, 0.0)
-                    t.scoring_cost[spec.name] = t.scoring_cost.get(ag, 0.0)
-                    needs_agreement = model is not None and "agreement" in model.features
-                    if model is None or (needs_agreement and t.scores.get(ag) is None):
-                        t.scores[spec.name] = None
-                        continue
-                    prompt = (prompts or {}).get(rec.id, questions[rec.id])
-                    ev = record_evidence(t, ag, questions[rec.id], prompt, tier=str(ti))
-                    t.scores[spec.name] = model.confidence(ev)
-                elif spec.kind == "token_prob":
-                    t.scores[spec.name], t.consensus[spec.name] = _token_prob(t, spec.statistic)
-                    t.scoring_s[spec.name] = 0.0
-                elif spec.kind == "random":
-                    t.scores[spec.name] = rng.random()  # no information: needs no samples either
-                    t.consensus[spec.name] = 0
-                    t.scoring_s[spec.name] = 0.0
+                question = questions[rec.id]
+                cons: dict[str, Consensus] = {}
+                if sig.kind == "black-box":
+                    c = await _consensus(spec, question, t, rule, aggregation)
+                    if c is not None:
+                        cons[spec.name] = c
                 else:
-                    raise ValueError(f"unknown signal kind {spec.kind!r}")
+                    needs = sig.requires or ((spec.agreement,) if spec.name == "confidence" else ())
+                    t.scoring_s[spec.name] = sum(t.scoring_s.get(p, 0.0) for p in needs)
+                    t.scoring_cost[spec.name] = sum(t.scoring_cost.get(p, 0.0) for p in needs)
+                if t.failed:
+                    t.scores[spec.name], t.consensus[spec.name] = None, 0
+                    continue
+                agreement = spec.agreement if spec.name == "confidence" else spec.name
+                prompt = (prompts or {}).get(rec.id, question)
+                ev = record_evidence(t, agreement, question, prompt, tier=str(ti))
+                if not cons and sig.requires:  # an ensemble of recorded signals: their representative
+                    first = sig.requires[0]
+                    cons = {} if first not in t.consensus else {first: _recorded(t, first)}
+                value = step.score_tier(
+                    spec.name,
+                    ev,
+                    cons,
+                    confidence_model=spec.models.get(ti),
+                    greedy_index=t.greedy_index,
+                    scores=t.scores,
+                    rng=rng,
+                )
+                t.scores[spec.name] = value.score
+                t.consensus[spec.name] = value.representative
+
+
+def _recorded(t: TierRecord, signal: str) -> Consensus:
+    """A stand-in consensus carrying a recorded signal's representative and score."""
+    import numpy as np
+
+    n = len(t.samples)
+    return Consensus(matrix=np.eye(n), clusters=[], representative=t.consensus[signal], score=t.scores.get(signal))

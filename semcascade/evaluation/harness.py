@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from semcascade import step
 from semcascade.cascade import Cascade
 from semcascade.confidence import load_confidence_model
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
@@ -52,6 +53,7 @@ from semcascade.providers import Completion, CompletionRequest, LiteLLMProvider,
 from semcascade.response_cache import CachingProvider, ResponseCache
 from semcascade.scoring._registry import create_scorer
 from semcascade.scoring.cache import CachedScorer
+from semcascade.scoring.signals import agreement_signal_for, available_signals, get_signal
 
 __all__ = ["ALL_SIGNALS", "EvalReport", "SystemRow", "run_eval", "run_eval_sync"]
 
@@ -61,8 +63,6 @@ __all__ = ["ALL_SIGNALS", "EvalReport", "SystemRow", "run_eval", "run_eval_sync"
 ALL_SIGNALS = (
     "embedding", "lexical", "nli", "nli+embedding", "logprob", "p_mean", "p_min", "p_first", "confidence", "random",
 )  # fmt: skip
-#: config scorer name -> signal name
-_SCORER_SIGNAL = {"embedding": "embedding", "lexical": "lexical", "llm_judge": "nli", "cross_encoder": "nli"}
 
 
 @dataclass
@@ -124,8 +124,23 @@ def _task_config(cfg: CascadeConfig, task: str) -> CascadeConfig:
 
 
 def _shipped_signal(cfg: CascadeConfig) -> str:
-    """The signal the config itself decides on: its first tier's confidence model, else its scorer's agreement."""
-    return "confidence" if cfg.tiers[0].confidence_model else _SCORER_SIGNAL.get(cfg.scorer.name, "embedding")
+    """The signal the config itself decides on (its first tier's: :func:`semcascade.step.tier_signal`)."""
+    return step.tier_signal(cfg, cfg.tiers[0])
+
+
+def _agreement_signal(cfg: CascadeConfig) -> str:
+    """The agreement signal of the config's scorer (what confidence models' agreement feature reads)."""
+    return agreement_signal_for(cfg.scorer.name)
+
+
+def _shipped_outcomes(records: Sequence[ExampleRecord], cfg: CascadeConfig) -> list[Outcome]:
+    """The config's own cascade replayed: its signal, every tier's threshold, its final action."""
+    return cascade_outcomes(
+        records,
+        _shipped_signal(cfg),
+        [t.threshold for t in cfg.tiers],
+        final_action=cfg.final_action,
+    )
 
 
 def _judge_model(cfg: CascadeConfig) -> str:
@@ -140,6 +155,9 @@ class _MeteredProvider:
 
     def __init__(self, inner: Provider, tier: TierConfig) -> None:
         self.inner, self.tier, self.spent = inner, tier, 0.0
+
+    def spent_so_far(self) -> float:
+        return self.spent
 
     async def complete(self, request: CompletionRequest) -> Completion:
         out = await self.inner.complete(request)
@@ -181,7 +199,7 @@ async def _summary_hallucination(
     n_tiers = len(cfg.tiers)
     systems = {
         "strong alone (greedy)": tier_alone(records, n_tiers - 1, mode="greedy"),
-        "cascade (shipped)": cascade_outcomes(records, _shipped_signal(cfg), [t.threshold for t in cfg.tiers[:-1]]),
+        "cascade (shipped)": _shipped_outcomes(records, cfg),
     }
     rates = {}
     for name, outs in systems.items():
@@ -196,36 +214,40 @@ async def _summary_hallucination(
 
 
 def _build_signals(cascade: Cascade, names: Sequence[str], provider: Provider) -> list[SignalSpec]:
-    specs: list[SignalSpec] = []
+    """Signal specs for ``names`` (and the signals they need), in dependency order."""
     cfg = cascade.config
-    wanted = set(names)
-    agreement = _SCORER_SIGNAL.get(cfg.scorer.name, "embedding")
-    if "confidence" in wanted:
-        wanted.add(agreement)  # the confidence models' agreement feature
-    if "nli+embedding" in wanted:
-        wanted |= {"nli", "embedding"}
-    if "embedding" in wanted:
-        specs.append(SignalSpec("embedding", "scorer", CachedScorer(create_scorer("embedding"))))
-    if "lexical" in wanted:
-        specs.append(SignalSpec("lexical", "scorer", CachedScorer(create_scorer("lexical"))))
-    if "nli" in wanted:
-        model, kw = _judge_kwargs(cascade)
-        owner = next((t for t in cascade.config.tiers if model in t.model_list), cascade.config.tiers[-1])
-        metered = _MeteredProvider(provider, owner)
-        judge = CachedScorer(create_scorer("llm_judge", provider=metered, **kw))
-        specs.append(SignalSpec("nli", "scorer", judge, cost_meter=lambda: metered.spent))
-    if "nli+embedding" in wanted:
-        specs.append(SignalSpec("nli+embedding", "mean", parts=("nli", "embedding")))
-    if "logprob" in wanted:
-        specs.append(SignalSpec("logprob", "logprob"))
-    for stat in ("mean", "min", "first"):
-        if f"p_{stat}" in wanted:
-            specs.append(SignalSpec(f"p_{stat}", "token_prob", statistic=stat))
-    if "confidence" in wanted:
-        models = {i: load_confidence_model(t.confidence_model) for i, t in enumerate(cfg.tiers) if t.confidence_model}
-        specs.append(SignalSpec("confidence", "confidence", parts=(agreement,), models=models))
-    if "random" in wanted:
-        specs.append(SignalSpec("random", "random"))
+    agreement = _agreement_signal(cfg)
+    wanted: list[str] = []
+
+    def want(name: str) -> None:
+        sig = get_signal(name)
+        for need in (*sig.requires, *((agreement,) if name == "confidence" else ())):
+            want(need)
+        if name not in wanted:
+            wanted.append(name)
+
+    for name in names:
+        want(name)
+    specs: list[SignalSpec] = []
+    for name in wanted:
+        sig = get_signal(name)
+        if sig.kind != "black-box":
+            models = {}
+            if name == "confidence":
+                models = {
+                    i: load_confidence_model(t.confidence_model) for i, t in enumerate(cfg.tiers) if t.confidence_model
+                }
+            specs.append(SignalSpec(name, models=models, agreement=agreement))
+        elif name == "nli":
+            model, kw = _judge_kwargs(cascade)
+            owner = next((t for t in cfg.tiers if model in t.model_list), cfg.tiers[-1])
+            metered = _MeteredProvider(provider, owner)
+            judge = CachedScorer(create_scorer("llm_judge", provider=metered, **kw))
+            specs.append(SignalSpec("nli", judge, cost_meter=metered.spent_so_far, agreement=agreement))
+        else:
+            scorer_name = cfg.scorer.name if cfg.scorer.name in sig.scorers else sig.scorers[0]
+            options = dict(cfg.scorer.options) if scorer_name == cfg.scorer.name else {}
+            specs.append(SignalSpec(name, CachedScorer(create_scorer(scorer_name, **options)), agreement=agreement))
     return specs
 
 
@@ -290,9 +312,9 @@ async def run_eval(
     (:mod:`semcascade.evaluation.hallucination`; about 3 judge calls per summary).
     """
     started = time.perf_counter()
-    unknown = sorted(set(signals) - set(ALL_SIGNALS))
+    unknown = sorted(set(signals) - set(available_signals()))
     if unknown or not signals:
-        raise ConfigError(f"unknown deferral signal(s) {unknown}; choose from {', '.join(ALL_SIGNALS)}")
+        raise ConfigError(f"unknown deferral signal(s) {unknown}; choose from {', '.join(available_signals())}")
     if n < 1:
         raise ConfigError(f"n must be at least 1, got {n}")
     if split not in SPLITS:
@@ -314,9 +336,9 @@ async def run_eval(
     cache = ResponseCache(cache_path or cache_dir() / "responses.sqlite")
     provider = CachingProvider(provider or LiteLLMProvider(), cache)
     server = cascade.local_server if cascade is not None else None
-    own = Cascade(cfg, provider=provider, local_server=server)
-    if cascade is not None:
-        own._local_base = cascade.local_api_base
+    own = Cascade(
+        cfg, provider=provider, local_server=server, local_api_base=cascade.local_api_base if cascade else None
+    )
     try:
         await asyncio.to_thread(own.prepare)
         records = await collect(own, examples, template.render, concurrency=concurrency, progress=progress)
@@ -329,7 +351,16 @@ async def run_eval(
         questions = {str(e.id): e.input if task != "summarization" else "Summarize the article." for e in examples}
         prompts = {str(e.id): "\n".join(m["content"] for m in template.render(e)) for e in examples}
         specs = _build_signals(own, signals, provider)
-        await score_signals(records, questions, specs, cfg.equivalence, seed=seed, progress=progress, prompts=prompts)
+        await score_signals(
+            records,
+            questions,
+            specs,
+            cfg.equivalence,
+            seed=seed,
+            progress=progress,
+            prompts=prompts,
+            aggregation=cfg.aggregation,
+        )
         halluc: dict[str, float] = {}
         if task == "summarization" and hallucination_judge:
             halluc = await _summary_hallucination(own, provider, records, examples, cfg, progress=progress)
@@ -343,7 +374,7 @@ async def run_eval(
     for system, rate in halluc.items():
         report.corpus_metrics.setdefault(system, {})["hallucination_rate"] = rate
     report.split = split
-    report.agreement_signal = _SCORER_SIGNAL.get(cfg.scorer.name, "embedding")
+    report.agreement_signal = _agreement_signal(cfg)
     report.command = command
     report.cache_stats = asdict(provider.stats)
     report.elapsed_s = time.perf_counter() - started
@@ -381,7 +412,11 @@ def build_report(
             outs = tier_alone(records, i, mode="consensus", signal=shipped)
             rows.append(_row(f"{name} alone (best-of-{cfg.tiers[i].k}, {shipped})", outs, n_tiers, base, cascade=False))
     shipped_th = [t.threshold for t in cfg.tiers[:-1]]
-    shipped_outs = cascade_outcomes(records, shipped, shipped_th)
+    shipped_outs = (
+        _shipped_outcomes(records, cfg)
+        if shipped == _shipped_signal(cfg)
+        else cascade_outcomes(records, shipped, shipped_th)
+    )
     rows.append(
         _row(
             f"cascade: {shipped} (shipped thresholds)",

@@ -4,14 +4,26 @@ Every tier's samples and greedy answer are collected once per example; any
 cascade (signal, thresholds), baseline or oracle is then a pure function of
 those records. Costs and latencies are the recorded ones, summed along the
 path a request would have taken.
+
+The decision at each tier is :func:`semcascade.step.decide`, the function the
+live cascade calls: a replayed figure is what the shipped code would decide.
+A tier whose calls all failed is recorded with its ``error``; it escalates as
+it does live, and an example whose answering tier failed counts as a failure,
+never as a wrong answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Literal
 
 import numpy as np
+
+from semcascade import step
+from semcascade.config import TierConfig
+from semcascade.policy import DeferralPolicy, ThresholdPolicy
 
 __all__ = [
     "CurvePoint",
@@ -62,6 +74,20 @@ class TierRecord:
     greedy_index: int | None = None
     #: per signal: size of the largest meaning cluster
     largest_cluster: dict[str, int] = field(default_factory=dict)
+    #: samples requested (the tier's k); ``None`` in records older than this field: as many as arrived
+    k: int | None = None
+    #: why no sample arrived (every call failed); ``None`` when the tier answered
+    error: str | None = None
+    #: why the greedy call failed, when it did
+    greedy_error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
+    def requested(self) -> int:
+        return self.k if self.k is not None else len(self.samples)
 
 
 @dataclass
@@ -77,9 +103,13 @@ class Outcome:
     quality: float
     cost: float
     latency_s: float
-    #: index of the tier whose answer was returned
+    #: index of the tier whose answer was returned (the last tier tried, when it failed)
     tier: int
     answer_index: int | None = None
+    #: the last tier abstained (``final_action: abstain``): its answer is flagged for review
+    abstained: bool = False
+    #: no tier produced an answer (every call failed): not a wrong answer, a failure
+    failed: bool = False
 
 
 def _answer(t: TierRecord, signal: str) -> tuple[float, int | None]:
@@ -89,11 +119,53 @@ def _answer(t: TierRecord, signal: str) -> tuple[float, int | None]:
     return t.sample_quality[i], i
 
 
-def cascade_outcomes(records: Sequence[ExampleRecord], signal: str, thresholds: Sequence[float]) -> list[Outcome]:
-    """A cascade over all tiers: tier i answers when its ``signal`` score >= ``thresholds[i]``.
+@lru_cache(maxsize=4096)
+def _stand_in(k: int, threshold: float) -> TierConfig:
+    """The tier settings the policy reads (k and threshold), for a recorded tier."""
+    return TierConfig.model_construct(name="replay", model="replay", k=k, threshold=threshold)
 
-    ``thresholds`` has one entry per non-final tier. A tier with no score
-    (one sample) escalates unless it is the last.
+
+_THRESHOLD = ThresholdPolicy()
+
+
+def replay_decision(
+    t: TierRecord,
+    signal: str,
+    threshold: float,
+    *,
+    is_last: bool,
+    final_action: Literal["answer", "abstain"] = "answer",
+    policy: DeferralPolicy | None = None,
+) -> str:
+    """The live decision (:func:`semcascade.step.decide`) on a recorded tier: accept, escalate, abstain or failed."""
+    if t.failed:
+        return "failed" if is_last else "escalate"
+    d = step.decide(
+        policy or _THRESHOLD,
+        _stand_in(t.requested, threshold),
+        t.scores.get(signal),
+        n_samples=len(t.samples),
+        is_last=is_last,
+        final_action=final_action,
+        signal=signal,
+    )
+    return d.action
+
+
+def cascade_outcomes(
+    records: Sequence[ExampleRecord],
+    signal: str,
+    thresholds: Sequence[float],
+    *,
+    final_action: Literal["answer", "abstain"] = "answer",
+    policy: DeferralPolicy | None = None,
+) -> list[Outcome]:
+    """A cascade over all tiers: tier i decides on its ``signal`` score against ``thresholds[i]``.
+
+    ``thresholds`` has one entry per non-final tier, or one per tier (the last
+    tier's matters only with ``final_action: abstain``). The decision is the
+    live one (:func:`replay_decision`): a tier with no score (one sample)
+    escalates unless its threshold is 0 and it asked for one sample only.
     """
     out = []
     for rec in records:
@@ -102,11 +174,16 @@ def cascade_outcomes(records: Sequence[ExampleRecord], signal: str, thresholds: 
         for i, t in enumerate(rec.tiers):
             cost += t.cost + t.scoring_cost.get(signal, 0.0)
             lat += t.latency_s + t.scoring_s.get(signal, 0.0)
-            score = t.scores.get(signal)
-            if i == n - 1 or (score is not None and score >= thresholds[i]):
+            th = thresholds[i] if i < len(thresholds) else 0.0
+            action = replay_decision(t, signal, th, is_last=i == n - 1, final_action=final_action, policy=policy)
+            if action == "failed":
+                out.append(Outcome(0.0, cost, lat, i, None, failed=True))
+            elif action in ("accept", "abstain"):
                 q, idx = _answer(t, signal)
-                out.append(Outcome(q, cost, lat, i, idx))
-                break
+                out.append(Outcome(q, cost, lat, i, idx, abstained=action == "abstain"))
+            else:
+                continue
+            break
     return out
 
 
@@ -116,9 +193,15 @@ def tier_alone(records: Sequence[ExampleRecord], tier: int, *, mode: str, signal
     for rec in records:
         t = rec.tiers[tier]
         if mode == "greedy":
+            if t.greedy_error is not None:
+                out.append(Outcome(0.0, t.greedy_cost, t.greedy_latency_s, tier, failed=True))
+                continue
             if t.greedy_quality is None:
                 raise ValueError("no greedy answers were collected for this tier")
             out.append(Outcome(t.greedy_quality, t.greedy_cost, t.greedy_latency_s, tier))
+        elif t.failed:
+            cost = t.cost + t.scoring_cost.get(signal or "", 0.0)
+            out.append(Outcome(0.0, cost, t.latency_s, tier, failed=True))
         else:
             assert signal is not None
             q, idx = _answer(t, signal)
@@ -145,6 +228,7 @@ def oracle_outcomes(records: Sequence[ExampleRecord], signal: str) -> list[Outco
 
 @dataclass(frozen=True)
 class Summary:
+    #: mean quality over the examples that got an answer (failures are not wrong answers)
     quality: float
     cost: float
     latency_mean: float
@@ -152,10 +236,15 @@ class Summary:
     latency_p95: float
     deferral: list[float]
     n: int
+    #: examples with no answer because every call of the answering tier failed
+    failures: int = 0
+    #: answers the last tier flagged for review (``final_action: abstain``)
+    abstentions: int = 0
 
 
 def summarize(outcomes: Sequence[Outcome], n_tiers: int) -> Summary:
-    q = np.array([o.quality for o in outcomes], dtype=float)
+    answered = [o for o in outcomes if not o.failed]
+    q = np.array([o.quality for o in answered], dtype=float)
     c = np.array([o.cost for o in outcomes], dtype=float)
     lat = np.array([o.latency_s for o in outcomes], dtype=float)
     tiers = np.array([o.tier for o in outcomes])
@@ -165,13 +254,15 @@ def summarize(outcomes: Sequence[Outcome], n_tiers: int) -> Summary:
         reached = int((tiers >= i).sum())
         deferral.append(float((tiers > i).sum() / reached) if reached else 0.0)
     return Summary(
-        quality=float(q.mean()),
+        quality=float(q.mean()) if len(q) else float("nan"),
         cost=float(c.sum()),
         latency_mean=float(lat.mean()),
         latency_p50=float(np.percentile(lat, 50)),
         latency_p95=float(np.percentile(lat, 95)),
         deferral=deferral,
         n=len(outcomes),
+        failures=len(outcomes) - len(answered),
+        abstentions=sum(o.abstained for o in outcomes),
     )
 
 

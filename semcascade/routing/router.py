@@ -20,14 +20,15 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from semcascade.cascade import Cascade, PromptLike, normalize_messages
+from semcascade.cascade import Cascade
 from semcascade.memory.config import MemoryConfig
+from semcascade.messages import PromptLike, normalize_messages, question_of
 from semcascade.providers import close_loop_clients
 from semcascade.registry import Registry
 from semcascade.result import CascadeResult
@@ -158,16 +159,6 @@ class RoutedCascadeResult(CascadeResult):
     route: RouteDecision
 
 
-def _question(messages: list[dict[str, Any]]) -> str:
-    for m in reversed(messages):
-        if m.get("role") == "user":
-            c = m.get("content")
-            if isinstance(c, list):
-                return " ".join(str(p.get("text", "")) for p in c if isinstance(p, Mapping))
-            return "" if c is None else str(c)
-    return str(messages[-1].get("content") or "")
-
-
 class RoutedCascade:
     """Route each request to a tier before generating (see the module doc).
 
@@ -221,7 +212,7 @@ class RoutedCascade:
 
     async def generate(self, prompt: PromptLike) -> RoutedCascadeResult:
         t0 = time.perf_counter()
-        question = _question(normalize_messages(prompt))
+        question = question_of(normalize_messages(prompt))
         ((index, probs),) = await asyncio.to_thread(self.route, [question])
         latency = time.perf_counter() - t0
         names = [t.name for t in self.cascade.config.tiers]

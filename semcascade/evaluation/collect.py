@@ -21,16 +21,27 @@ from tqdm.auto import tqdm
 from semcascade import step
 from semcascade.aggregation import Aggregation, Consensus
 from semcascade.cascade import Cascade
-from semcascade.confidence import ConfidenceModel, TierEvidence
-from semcascade.config import EquivalenceConfig
+from semcascade.confidence import ConfidenceModel, TierEvidence, load_confidence_model
+from semcascade.config import CascadeConfig, EquivalenceConfig
+from semcascade.errors import ConfigError
 from semcascade.evaluation.replay import ExampleRecord, TierRecord
 from semcascade.providers import Completion, CompletionRequest, Provider
 from semcascade.response_cache import CachingProvider
 from semcascade.sampling import TierSamples, sample_tier
+from semcascade.scoring._registry import create_scorer
 from semcascade.scoring.base import AgreementScorer
-from semcascade.scoring.signals import get_signal
+from semcascade.scoring.cache import CachedScorer
+from semcascade.scoring.signals import agreement_signal_for, get_signal
 
-__all__ = ["LatencyRecorder", "SignalSpec", "collect", "record_evidence", "score_signals", "timed_sample"]
+__all__ = [
+    "LatencyRecorder",
+    "SignalSpec",
+    "collect",
+    "record_evidence",
+    "score_signals",
+    "signal_specs",
+    "timed_sample",
+]
 
 Messages = list[dict[str, Any]]
 
@@ -52,6 +63,48 @@ class SignalSpec:
     models: Mapping[int, ConfidenceModel] = field(default_factory=dict)
     #: the agreement signal a confidence model's ``agreement`` feature reads
     agreement: str = "embedding"
+
+
+def signal_specs(
+    cfg: CascadeConfig, names: Sequence[str], *, nli: Callable[[], SignalSpec] | None = None
+) -> list[SignalSpec]:
+    """Specs for the signals ``names`` and those they need, in dependency order.
+
+    Black-box signals get their scorer (the config's own, with its options,
+    when it is that signal's scorer); ``confidence`` gets the tiers' fitted
+    models; ``nli`` (an LLM judge: model calls) is built by ``nli``.
+    """
+    agreement = agreement_signal_for(cfg.scorer.name)
+    wanted: list[str] = []
+
+    def want(name: str) -> None:
+        sig = get_signal(name)
+        for need in (*sig.requires, *((agreement,) if name == "confidence" else ())):
+            want(need)
+        if name not in wanted:
+            wanted.append(name)
+
+    for name in names:
+        want(name)
+    specs: list[SignalSpec] = []
+    for name in wanted:
+        sig = get_signal(name)
+        if name == "nli":
+            if nli is None:
+                raise ConfigError("signal 'nli' needs the LLM judge (model calls); score it with `semcascade eval`")
+            specs.append(nli())
+        elif sig.kind == "black-box":
+            scorer = cfg.scorer.name if cfg.scorer.name in sig.scorers else sig.scorers[0]
+            options = dict(cfg.scorer.options) if scorer == cfg.scorer.name else {}
+            specs.append(SignalSpec(name, CachedScorer(create_scorer(scorer, **options)), agreement=agreement))
+        else:
+            models = (
+                {i: load_confidence_model(t.confidence_model) for i, t in enumerate(cfg.tiers) if t.confidence_model}
+                if name == "confidence"
+                else {}
+            )
+            specs.append(SignalSpec(name, models=models, agreement=agreement))
+    return specs
 
 
 def record_evidence(t: TierRecord, agreement_signal: str, question: str, prompt: str, tier: str = "") -> TierEvidence:

@@ -22,7 +22,7 @@ from semcascade.errors import ConfidenceError
 from semcascade.evaluation.collect import record_evidence
 from semcascade.evaluation.datasets import load_dataset
 from semcascade.evaluation.metrics import auroc
-from semcascade.evaluation.prompts import get_template
+from semcascade.evaluation.prompts import get_template, scoring_inputs
 from semcascade.evaluation.records import load_records
 from semcascade.evaluation.splits import SPLITS, split_of
 
@@ -110,8 +110,7 @@ def feature_rows(
     for rec in records:
         ex = by_id[rec.id]
         t = rec.tiers[tier]
-        question = ex.input if task != "summarization" else "Summarize the article."
-        prompt = "\n".join(m["content"] for m in template.render(ex))
+        _, question, prompt = scoring_inputs(template, ex)
         ev = record_evidence(t, agreement, question, prompt, tier=str(tier))
         if "agreement" in features and ev.agreement is None:
             raise ConfidenceError(f"{out}: tier {tier} has no {agreement!r} agreement scores (k=1?)")

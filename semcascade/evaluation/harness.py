@@ -26,15 +26,14 @@ import numpy as np
 
 from semcascade import step
 from semcascade.cascade import Cascade
-from semcascade.confidence import load_confidence_model
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
 from semcascade.costs import tier_cost
 from semcascade.errors import ConfigError
-from semcascade.evaluation.collect import SignalSpec, collect, score_signals
+from semcascade.evaluation.collect import SignalSpec, collect, score_signals, signal_specs
 from semcascade.evaluation.datasets import Example, load_dataset
 from semcascade.evaluation.metrics import auroc, average_precision
 from semcascade.evaluation.plots import plot_deferral, plot_frontier, plot_reliability
-from semcascade.evaluation.prompts import get_template
+from semcascade.evaluation.prompts import get_template, scoring_inputs
 from semcascade.evaluation.quality import get_task_metrics, hallucination_rate_qa
 from semcascade.evaluation.replay import (
     CurvePoint,
@@ -53,7 +52,7 @@ from semcascade.providers import Completion, CompletionRequest, LiteLLMProvider,
 from semcascade.response_cache import CachingProvider, ResponseCache
 from semcascade.scoring._registry import create_scorer
 from semcascade.scoring.cache import CachedScorer
-from semcascade.scoring.signals import agreement_signal_for, available_signals, get_signal
+from semcascade.scoring.signals import agreement_signal_for, available_signals
 
 __all__ = ["ALL_SIGNALS", "EvalReport", "SystemRow", "run_eval", "run_eval_sync"]
 
@@ -77,6 +76,10 @@ class SystemRow:
     latency_vs_strong: float
     deferral: list[float]
     threshold: float | None = None
+    #: examples with no answer (every call of the answering tier failed): counted here, not scored as wrong
+    failures: int = 0
+    #: answers the last tier flagged for review (``final_action: abstain``)
+    abstentions: int = 0
 
 
 @dataclass
@@ -214,41 +217,17 @@ async def _summary_hallucination(
 
 
 def _build_signals(cascade: Cascade, names: Sequence[str], provider: Provider) -> list[SignalSpec]:
-    """Signal specs for ``names`` (and the signals they need), in dependency order."""
+    """Signal specs for ``names``; the NLI judge's calls are metered at its owning tier's prices."""
     cfg = cascade.config
-    agreement = _agreement_signal(cfg)
-    wanted: list[str] = []
 
-    def want(name: str) -> None:
-        sig = get_signal(name)
-        for need in (*sig.requires, *((agreement,) if name == "confidence" else ())):
-            want(need)
-        if name not in wanted:
-            wanted.append(name)
+    def nli() -> SignalSpec:
+        model, kw = _judge_kwargs(cascade)
+        owner = next((t for t in cfg.tiers if model in t.model_list), cfg.tiers[-1])
+        metered = _MeteredProvider(provider, owner)
+        judge = CachedScorer(create_scorer("llm_judge", provider=metered, **kw))
+        return SignalSpec("nli", judge, cost_meter=metered.spent_so_far, agreement=_agreement_signal(cfg))
 
-    for name in names:
-        want(name)
-    specs: list[SignalSpec] = []
-    for name in wanted:
-        sig = get_signal(name)
-        if sig.kind != "black-box":
-            models = {}
-            if name == "confidence":
-                models = {
-                    i: load_confidence_model(t.confidence_model) for i, t in enumerate(cfg.tiers) if t.confidence_model
-                }
-            specs.append(SignalSpec(name, models=models, agreement=agreement))
-        elif name == "nli":
-            model, kw = _judge_kwargs(cascade)
-            owner = next((t for t in cfg.tiers if model in t.model_list), cfg.tiers[-1])
-            metered = _MeteredProvider(provider, owner)
-            judge = CachedScorer(create_scorer("llm_judge", provider=metered, **kw))
-            specs.append(SignalSpec("nli", judge, cost_meter=metered.spent_so_far, agreement=agreement))
-        else:
-            scorer_name = cfg.scorer.name if cfg.scorer.name in sig.scorers else sig.scorers[0]
-            options = dict(cfg.scorer.options) if scorer_name == cfg.scorer.name else {}
-            specs.append(SignalSpec(name, CachedScorer(create_scorer(scorer_name, **options)), agreement=agreement))
-    return specs
+    return signal_specs(cfg, names, nli=nli)
 
 
 def _has_scores(records: Sequence[ExampleRecord], signal: str) -> bool:
@@ -281,6 +260,8 @@ def _row(
         latency_vs_strong=s.latency_mean / base.latency_mean if base.latency_mean else float("nan"),
         deferral=s.deferral if cascade else [],
         threshold=threshold,
+        failures=s.failures,
+        abstentions=s.abstentions,
     )
 
 
@@ -348,8 +329,9 @@ async def run_eval(
             for t in rec.tiers:
                 t.sample_quality = [metrics.score(s, refs) for s in t.samples]
                 t.greedy_quality = metrics.score(t.greedy or "", refs)
-        questions = {str(e.id): e.input if task != "summarization" else "Summarize the article." for e in examples}
-        prompts = {str(e.id): "\n".join(m["content"] for m in template.render(e)) for e in examples}
+        inputs = {str(e.id): scoring_inputs(template, e) for e in examples}
+        questions = {i: q for i, (_, q, _) in inputs.items()}
+        prompts = {i: p for i, (_, _, p) in inputs.items()}
         specs = _build_signals(own, signals, provider)
         await score_signals(
             records,
@@ -523,6 +505,10 @@ def render_markdown(rep: EvalReport) -> str:
             f"| {r.system} | {r.quality:.3f} | {_f(r.cost_vs_strong, '.2f')} | {r.latency_mean_s:.2f} | "
             f"{r.latency_p95_s:.2f} | {_f(r.latency_vs_strong, '.2f')} | {d} | {_f(r.threshold)} |"
         )
+    failed = [r for r in rep.systems if r.failures or r.abstentions]
+    if failed:
+        lines += ["", "Failures (no answer: every call of the answering tier failed; not scored) and abstentions:", ""]
+        lines += [f"- {r.system}: {r.failures} failed, {r.abstentions} abstained" for r in failed]
     lines += ["", "Deferral signals: how well the first tier's agreement predicts that its answer is right.", ""]
     lines += ["| signal | AUROC | AUPRC | share right |", "|---|---|---|---|"]
     for sig, v in rep.signal_quality.items():

@@ -1,6 +1,7 @@
 """Chat prompts for the evaluation tasks, one :class:`PromptTemplate` per task.
 
 >>> from semcascade.evaluation.datasets import Example
+from semcascade.messages import prompt_text, question_of
 >>> build_messages(Example(id="x", task="qa", input="Who wrote Hamlet?", references=("Shakespeare",)))[1]
 {'role': 'user', 'content': 'Who wrote Hamlet?'}
 """
@@ -12,6 +13,7 @@ from typing import Any
 
 from semcascade.answers import AnswerFormat
 from semcascade.evaluation.datasets import Example
+from semcascade.messages import prompt_text, question_of
 from semcascade.text import split_sentences
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "PromptTemplate",
     "build_messages",
     "get_template",
+    "scoring_inputs",
     "truncate_text",
 ]
 
@@ -106,6 +109,18 @@ def get_template(task: str) -> PromptTemplate:
         return PROMPTS[task]
     except KeyError:
         raise ValueError(f"no prompt for task {task!r}; choose from {sorted(PROMPTS)}") from None
+
+
+def scoring_inputs(template: PromptTemplate, example: Example) -> tuple[list[dict[str, str]], str, str]:
+    """The messages of ``example``, and the question and prompt text the live cascade derives from them.
+
+    The harness scores recorded samples with exactly these (the last user turn
+    as the question, :func:`semcascade.messages.question_of`; everything shown as
+    the prompt, :func:`semcascade.messages.prompt_text`), so a recorded signal is
+    the one the live tier step computes for the same messages.
+    """
+    messages = template.render(example)
+    return messages, question_of(messages), prompt_text(messages)
 
 
 def build_messages(

@@ -134,6 +134,9 @@ def _tier(d: dict[str, Any], where: str) -> TierRecord:
         scoring_cost={str(k): float(v) for k, v in (d.get("scoring_cost") or {}).items()},
         sample_quality=quality,
         greedy_quality=None if gq is None else float(gq),
+        k=int(d["k"]) if isinstance(d.get("k"), int) else None,
+        error=str(d["error"]) if d.get("error") is not None else None,
+        greedy_error=str(d["greedy_error"]) if d.get("greedy_error") is not None else None,
     )
 
 

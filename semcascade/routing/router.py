@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from semcascade.cascade import Cascade
 from semcascade.memory.config import MemoryConfig
 from semcascade.messages import PromptLike, normalize_messages, question_of
+from semcascade.policy import threshold_accepts
 from semcascade.providers import close_loop_clients
 from semcascade.registry import Registry
 from semcascade.result import CascadeResult
@@ -134,7 +135,7 @@ def choose_tier(probabilities: Sequence[float], thresholds: Sequence[float]) -> 
     """The first tier whose P(correct) >= its threshold (cheapest first); the last tier when none does."""
     last = len(probabilities) - 1
     for i in range(last):
-        if probabilities[i] >= thresholds[i]:
+        if threshold_accepts([probabilities[i]], thresholds[i], [True])[0]:  # the cascade's one threshold rule
             return i
     return last
 

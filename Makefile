@@ -64,8 +64,7 @@ bench: prepare
 
 # docs/configuration.md is generated from the config models; tests/unit/test_config_reference.py checks it.
 docs: setup
-	$(BIN)/python -m semcascade.config_reference > docs/configuration.md.tmp
-	mv docs/configuration.md.tmp docs/configuration.md
+	$(BIN)/python -m semcascade.config_reference --output docs/configuration.md
 
 # Needs the package index; installs nothing (pip --dry-run --report in a throwaway venv).
 lock:

@@ -17,6 +17,9 @@ PIP_INSTALL := $(BIN)/pip install -q --disable-pip-version-check -c $(LOCK)
 # The Python floor: requires-python in pyproject.toml (vermin checks the code against it in lint).
 PY_FLOOR := 3.11
 PY_FLOOR_CHECK := import sys; sys.exit(sys.version_info < tuple(map(int, "$(PY_FLOOR)".split("."))))
+# The lock is resolved for one Python version (its header says which; torch's CPU wheel is for it).
+LOCK_PY := $(shell sed -n 's/.* for CPython \([0-9.]*\) on .*/\1/p' $(LOCK))
+LOCK_PY_CHECK := import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(LOCK_PY)")
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -30,7 +33,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements-local.txt $(LOCK)
 	@$(PYTHON) -c '$(PY_FLOOR_CHECK)' || { echo "semcascade needs Python $(PY_FLOOR)+, $(PYTHON) is $$($(PYTHON) -V 2>&1): run make PYTHON=python$(PY_FLOOR) ..."; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -c '$(PY_FLOOR_CHECK)' || { echo "$(VENV) has $$($(BIN)/python -V 2>&1), below Python $(PY_FLOOR): make clean-venv, then make setup"; exit 1; }
+	@$(BIN)/python -c '$(LOCK_PY_CHECK)' || { echo "$(VENV) has $$($(BIN)/python -V 2>&1) but $(LOCK) is resolved for Python $(LOCK_PY): make clean-venv, then make setup PYTHON=python$(LOCK_PY)"; exit 1; }
 	$(PIP_INSTALL) $(TORCH)
 	$(PIP_INSTALL) -e '.[nli,eval,dev]'
 	$(PIP_INSTALL) --no-deps -r requirements-local.txt

@@ -8,15 +8,139 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from semcascade.errors import SemcascadeError
+from semcascade.errors import ConfigError, LocalServerError, SemcascadeError
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from semcascade.evaluation.records import EvalRun
+
+__all__ = ["build_parser", "main"]
 
 Command = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line naming the command, the problem and where help is.
+
+    It raises :class:`SemcascadeError` instead of printing the usage block and
+    exiting, so :func:`main` reports it like every other user error.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("semcascade").strip()
+        where = f"{command}: " if command else ""
+        hint = f"semcascade {command} --help" if command else "semcascade --help"
+        raise SemcascadeError(f"{where}{' '.join(message.split())}; see `{hint}`")
+
+
+def _usage(args: argparse.Namespace, message: str) -> NoReturn:
+    """Reject an argument after parsing (checks argparse cannot make), like a parse error."""
+    parser: argparse.ArgumentParser = args.parser
+    parser.error(message)
+
+
+class NumberArg:
+    """An argparse ``type``: an int or a finite float within bounds (``open`` bounds exclude the bound)."""
+
+    def __init__(
+        self,
+        kind: type[int] | type[float],
+        low: float | None = None,
+        high: float | None = None,
+        *,
+        open_low: bool = False,
+        open_high: bool = False,
+    ) -> None:
+        self.kind, self.low, self.high, self.open_low, self.open_high = kind, low, high, open_low, open_high
+        self.__name__ = kind.__name__
+
+    def describe(self) -> str:
+        what = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            lo, hi = "(" if self.open_low else "[", ")" if self.open_high else "]"
+            return f"{what} in {lo}{self.low:g}, {self.high:g}{hi}"
+        if self.low is not None:
+            return f"{what} {'>' if self.open_low else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{what} {'<' if self.open_high else '<='} {self.high:g}"
+        return what
+
+    def __call__(self, text: str) -> int | float:
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.describe()}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.describe()}")
+        too_low = self.low is not None and (value <= self.low if self.open_low else value < self.low)
+        too_high = self.high is not None and (value >= self.high if self.open_high else value > self.high)
+        if too_low or too_high:
+            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text}")
+        return value
+
+
+def _text(what: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{what} is empty; pass some text")
+        return text
+
+    check.__name__ = "text"
+    return check
+
+
+def _dataset(name: str) -> str:
+    from semcascade.evaluation.datasets import available_datasets
+
+    if name not in available_datasets():
+        raise argparse.ArgumentTypeError(f"unknown dataset {name!r}; choose from {', '.join(available_datasets())}")
+    return name
+
+
+def _results(path: str) -> str:
+    """An eval results folder (or its examples.jsonl) that exists."""
+    from semcascade.evaluation.records import examples_file
+
+    examples_file(path, error=argparse.ArgumentTypeError)
+    return path
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing; give comma-separated names")
+    return names
+
+
+def _consensus_signals(results: str) -> list[str]:
+    """The signals an eval log recorded a consensus sample for (none when every tier drew one sample)."""
+    from semcascade.evaluation.records import examples_file
+
+    found: set[str] = set()
+    with examples_file(results).open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the router reports a damaged log with its line number
+            tiers = rec.get("tiers") if isinstance(rec, dict) else None
+            for tier in tiers if isinstance(tiers, list) else []:
+                consensus = tier.get("consensus") if isinstance(tier, dict) else None
+                if isinstance(consensus, dict):
+                    found.update(str(k) for k in consensus)
+    return sorted(found)
+
+
+def _check_signal(args: argparse.Namespace, runs: Sequence[EvalRun], signal: str) -> None:
+    for run in runs:
+        if signal not in run.signals:
+            choose = ", ".join(sorted(run.signals)) or "(none)"
+            _usage(args, f"no scores for signal {signal!r} in {run.path}; choose --signal from {choose}")
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -48,6 +172,10 @@ def _cmd_local_status(args: argparse.Namespace) -> int:
 def _cmd_local_prepare(args: argparse.Namespace) -> int:
     from semcascade.local import LOCAL_MODELS, ensure_llama_server, ensure_model
 
+    unknown = [name for name in args.models if name not in LOCAL_MODELS]
+    if unknown:  # before the (long) llama-server build
+        known = ", ".join(sorted(LOCAL_MODELS))
+        raise LocalServerError(f"unknown local model {unknown[0]!r}; use one of: {known} (or none: all of them)")
     binary = ensure_llama_server(progress=True)
     print(f"llama-server: {binary}")
     for name in args.models or sorted(LOCAL_MODELS):
@@ -61,7 +189,14 @@ def _cmd_local_start(args: argparse.Namespace) -> int:
     from semcascade.local import LocalServer
 
     cascade = Cascade(args.config)
-    server = LocalServer(cascade.config.local_server, cascade.local_models())
+    models = cascade.local_models()
+    if not models:
+        raise ConfigError(
+            "has no local models (local/NAME), so there is no local server to start; "
+            "pass a config with a local/NAME tier, e.g. the default (omit --config)",
+            source=args.config,
+        )
+    server = LocalServer(cascade.config.local_server, models)
     server.start()
     server.detach()  # outlives this process; later commands reuse it
     print(f"llama-server {'already running' if server.reused else 'started'} at {server.base_url}")
@@ -80,6 +215,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from semcascade.evaluation.harness import run_eval_sync
 
     out = args.out or f"eval/results/{args.dataset}"
+    if Path(out).exists() and not Path(out).is_dir():
+        _usage(args, f"--out {out} is a file; pass a folder for the reports (it is created if missing)")
     command = "semcascade " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("semcascade") else None
     report = run_eval_sync(
         args.config,
@@ -88,7 +225,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         split=args.split,
         out_dir=out,
-        signals=tuple(x.strip() for x in args.signals.split(",")) if args.signals else _all_signals(),
+        signals=args.signals or _all_signals(),
         cache_path=args.cache,
         concurrency=args.concurrency,
         command=command,
@@ -102,7 +239,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_fit_confidence(args: argparse.Namespace) -> int:
     from semcascade.evaluation.fit_confidence import DEFAULT_FEATURES, fit_confidence
 
-    features = tuple(f.strip() for f in args.features.split(",")) if args.features else DEFAULT_FEATURES
+    features = args.features or DEFAULT_FEATURES
     rep = fit_confidence(args.results, tier=args.tier, features=features, name=args.name, l2=args.l2, split=args.split)
     path = rep.model.save(args.out)
     auc = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in rep.feature_auroc.items())
@@ -159,6 +296,7 @@ def _cmd_envelope(args: argparse.Namespace) -> int:
 
     runs = [load_run(p) for p in args.results]
     signal = args.signal or runs[0].shipped_signal or "embedding"
+    _check_signal(args, runs, signal)
     env = pairwise_envelope(model_pool(runs), signal)
     print(env.text())
     title = " + ".join(str(r.report.get("dataset", r.path.name)) for r in runs[:1]) + f" (n={env.n})"
@@ -170,6 +308,13 @@ def _cmd_envelope(args: argparse.Namespace) -> int:
 def _cmd_train_router(args: argparse.Namespace) -> int:
     from semcascade.routing import train_pik
 
+    if args.label == "consensus":
+        known = _consensus_signals(args.results)
+        if known and args.signal not in known:  # the router would silently label by the first sample
+            _usage(
+                args,
+                f"no consensus for signal {args.signal!r} in {args.results}; choose --signal from {', '.join(known)}",
+            )
     model = train_pik(
         args.results, seed=args.seed, validation_share=args.validation_share, label=args.label, signal=args.signal
     )
@@ -202,7 +347,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="semcascade",
         description="Semantic-agreement LLM cascades: cheap models first, escalate only on disagreement.",
     )
@@ -212,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", "-c", default=None, help="cascade YAML (default: the embedded configs/local.yaml)")
 
     g = sub.add_parser("generate", help="answer one prompt through the cascade")
-    g.add_argument("prompt", help="the question or instruction")
+    g.add_argument("prompt", type=_text("the prompt"), help="the question or instruction")
     config_arg(g)
     g.add_argument("--json", action="store_true", help="print the full result with its trace as JSON")
     g.add_argument("--quiet", "-q", action="store_true", help="print only the answer")
@@ -220,13 +365,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run the cascade on sample questions next to the strong tier alone")
     config_arg(d)
-    d.add_argument("--question", action="append", help="a question to ask (repeatable; default: built-in set)")
+    d.add_argument(
+        "--question",
+        action="append",
+        type=_text("the question"),
+        help="a question to ask (repeatable; default: built-in set)",
+    )
     d.set_defaults(func=_cmd_demo)
 
     ev = sub.add_parser("eval", help="measure quality, cost, latency and deferral against every baseline")
     config_arg(ev)
-    ev.add_argument("--dataset", default="nq", help="nq, trivia, halueval_qa, cnn_dailymail, translation")
-    ev.add_argument("--n", type=int, default=100, help="number of examples (seeded subset)")
+    ev.add_argument(
+        "--dataset", type=_dataset, default="nq", help="nq, trivia, halueval_qa, cnn_dailymail, translation"
+    )
+    ev.add_argument("--n", type=NumberArg(int, 1), default=100, help="number of examples (seeded subset)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument(
         "--split",
@@ -235,9 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate only the calibration (30%%) or test (70%%) split of the dataset",
     )
     ev.add_argument("--out", default=None, help="output folder (default: eval/results/DATASET)")
-    ev.add_argument("--signals", default=None, help="comma-separated deferral signals (default: all)")
+    ev.add_argument("--signals", type=_names, default=None, help="comma-separated deferral signals (default: all)")
     ev.add_argument("--cache", default=None, help="response cache file (default: ~/.cache/semcascade/responses.sqlite)")
-    ev.add_argument("--concurrency", type=int, default=1, help="examples in flight (1 keeps latencies clean)")
+    ev.add_argument(
+        "--concurrency", type=NumberArg(int, 1), default=1, help="examples in flight (1 keeps latencies clean)"
+    )
     ev.add_argument(
         "--no-hallucination-judge",
         action="store_true",
@@ -248,12 +402,14 @@ def build_parser() -> argparse.ArgumentParser:
     fc = sub.add_parser(
         "fit-confidence", help="fit a tier's deferral confidence model from an eval run (use the calibration split)"
     )
-    fc.add_argument("results", help="directory written by `semcascade eval --out DIR`")
+    fc.add_argument("results", type=_results, help="directory written by `semcascade eval --out DIR`")
     fc.add_argument("--out", required=True, help="where to write the model artifact (JSON)")
-    fc.add_argument("--tier", type=int, default=0, help="index of the tier whose correctness is predicted")
-    fc.add_argument("--features", default=None, help="comma-separated feature names (default: all)")
+    fc.add_argument(
+        "--tier", type=NumberArg(int, 0), default=0, help="index of the tier whose correctness is predicted"
+    )
+    fc.add_argument("--features", type=_names, default=None, help="comma-separated feature names (default: all)")
     fc.add_argument("--name", default=None, help="model name recorded in the artifact")
-    fc.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the standardised weights")
+    fc.add_argument("--l2", type=NumberArg(float, 0), default=1.0, help="L2 penalty on the standardised weights")
     fc.add_argument(
         "--split",
         choices=["all", "calibration", "test"],
@@ -263,8 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
     fc.set_defaults(func=_cmd_fit_confidence)
 
     ca = sub.add_parser("calibrate", help="choose thresholds from eval results for a cost budget or quality target")
-    ca.add_argument("results", help="a folder written by `semcascade eval` (holds examples.jsonl)")
-    ca.add_argument("--budget", type=float, default=None, help="max cost as a multiple of the final tier alone")
+    ca.add_argument("results", type=_results, help="a folder written by `semcascade eval` (holds examples.jsonl)")
+    ca.add_argument(
+        "--budget",
+        type=NumberArg(float, 0, open_low=True),
+        default=None,
+        help="max cost as a multiple of the final tier alone",
+    )
     ca.add_argument("--quality", default=None, help="min quality: absolute (0.11) or %% of the final tier alone (95%%)")
     ca.add_argument("--signal", default=None, help="deferral signal to calibrate (default: the run's shipped one)")
     ca.add_argument("--method", default="auto", choices=["auto", "exact", "shadow-price"])
@@ -274,22 +435,30 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--seed", type=int, default=0, help="seed of the 50/50 fallback split")
     ca.add_argument(
         "--calibration-run",
+        type=_results,
         default=None,
         help="choose on this run (e.g. an `eval --split calibration` folder); RESULTS is then the held-out run",
     )
     ca.set_defaults(func=_cmd_calibrate)
 
     en = sub.add_parser("envelope", help="pairwise envelope of a model pool: every two-tier cascade, switching points")
-    en.add_argument("results", nargs="+", help="eval result folders over the same examples (each tier is a model)")
+    en.add_argument(
+        "results", nargs="+", type=_results, help="eval result folders over the same examples (each tier is a model)"
+    )
     en.add_argument("--signal", default=None, help="deferral signal (default: the first run's shipped one)")
     en.add_argument("--out", default="envelope.png", help="PNG plot of the pair curves and the envelope")
     en.set_defaults(func=_cmd_envelope)
 
     tr = sub.add_parser("train-router", help="train the black-box P(IK) router from eval results")
-    tr.add_argument("results", help="a folder written by `semcascade eval` (holds examples.jsonl)")
+    tr.add_argument("results", type=_results, help="a folder written by `semcascade eval` (holds examples.jsonl)")
     tr.add_argument("--out", default="models/router.json", help="where to write the router artifact (JSON)")
     tr.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
-    tr.add_argument("--validation-share", type=float, default=0.25, help="share of the non-test examples held out")
+    tr.add_argument(
+        "--validation-share",
+        type=NumberArg(float, 0, 1, open_low=True, open_high=True),
+        default=0.25,
+        help="share of the non-test examples held out",
+    )
     tr.add_argument("--label", default="consensus", choices=["consensus", "greedy"], help="which answer is judged")
     tr.add_argument("--signal", default="embedding", help="whose consensus answer counts (with --label consensus)")
     tr.set_defaults(func=_cmd_train_router)
@@ -307,17 +476,35 @@ def build_parser() -> argparse.ArgumentParser:
     sa.set_defaults(func=_cmd_local_start)
     so = lsub.add_parser("stop", help="stop the long-lived server")
     so.set_defaults(func=_cmd_local_stop)
+    for leaf in _leaves(parser):
+        leaf.set_defaults(parser=leaf)  # for _usage
     return parser
+
+
+def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of the runnable subcommands (those without subcommands of their own)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [parser]
+    return [leaf for action in subs for child in action.choices.values() for leaf in _leaves(child)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Command = args.func
     try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # reported by the subcommand that was given them, with its --help
+            owner: argparse.ArgumentParser = getattr(args, "parser", parser)
+            owner.error(f"unrecognized arguments: {' '.join(extra)}")
+        func: Command = args.func
         return func(args)
     except SemcascadeError as exc:
-        print(f"semcascade: error: {exc}", file=sys.stderr)
+        print(f"semcascade: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        # a path the user gave (--out, --cache, ...) cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"semcascade: error: {where}{exc.strerror or exc}; check the path and its permissions", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("semcascade: interrupted", file=sys.stderr)

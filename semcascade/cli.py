@@ -305,6 +305,17 @@ def _cmd_envelope(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rescore(args: argparse.Namespace) -> int:
+    from semcascade.evaluation.rescore import rescore_run
+
+    for path in args.results:
+        res = rescore_run(path, write=not args.dry_run, command=f"semcascade rescore {path}")
+        moved = ", ".join(f"{s} {n}" for s, n in res.changed.items() if n) or "none"
+        verb = "would rewrite" if args.dry_run else "rewrote"
+        print(f"{verb} {res.path} ({res.n} examples; signals {', '.join(res.signals)}; first-tier changes: {moved})")
+    return 0
+
+
 def _cmd_train_router(args: argparse.Namespace) -> int:
     from semcascade.routing import train_pik
 
@@ -448,6 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--signal", default=None, help="deferral signal (default: the first run's shipped one)")
     en.add_argument("--out", default="envelope.png", help="PNG plot of the pair curves and the envelope")
     en.set_defaults(func=_cmd_envelope)
+
+    rs = sub.add_parser(
+        "rescore", help="recompute a recorded run's offline signals and report with the current code (no model call)"
+    )
+    rs.add_argument("results", nargs="+", type=_results, help="folders written by `semcascade eval`")
+    rs.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
+    rs.set_defaults(func=_cmd_rescore)
 
     tr = sub.add_parser("train-router", help="train the black-box P(IK) router from eval results")
     tr.add_argument("results", type=_results, help="a folder written by `semcascade eval` (holds examples.jsonl)")

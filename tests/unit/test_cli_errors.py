@@ -196,6 +196,10 @@ SEMANTIC: dict[Leaf, list[tuple[list[str], str]]] = {
         (["{tmp}/missing"], "missing"),
         (["{results}", "--signal", "vibes"], "vibes"),
     ],
+    ("rescore",): [
+        (["{tmp}/missing"], "missing"),
+        (["{tmp}"], "semcascade eval --out"),
+    ],
     ("train-router",): [
         (["{tmp}/missing"], "missing"),
         (["{results}", "--validation-share", "1.5"], "--validation-share"),

@@ -14,7 +14,7 @@ from semcascade._budget import BudgetLedger, CallBudget, Estimate, tier_upper_bo
 from semcascade._deadline import DeadlineReached, deadline_guard, deadline_scope, expired
 from semcascade._limits import TierLimiter
 from semcascade._retry import RetryingProvider, count_retries
-from semcascade.aggregation import Consensus, pair_indices, weighted_vote
+from semcascade.aggregation import Consensus
 from semcascade.confidence import ConfidenceModel, TierEvidence, load_confidence_model
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
 from semcascade.costs import tier_flops
@@ -341,19 +341,16 @@ class Cascade:
         )
 
     async def _vote(self, result: CascadeResult, question: str) -> CascadeResult:
-        """``final_answer: consensus``: the answer most supported across every tier that ran.
-
-        Each sample votes with its tier's ``vote_weight``; the winner is the
-        pooled answer with the most weighted support (ties: the later tier).
-        """
+        """``final_answer: consensus``: the answer most supported across every tier that ran
+        (:func:`semcascade.step.final_vote`; each sample votes with its tier's ``vote_weight``,
+        ties go to the later tier)."""
         assert self._scorer is not None
         pooled = [(t.tier, s.answer) for t in result.trace for s in t.samples if t.decision != "failed"]
         weights = [self.config.tier(tier).vote_weight for tier, _ in pooled]
-        n = len(pooled)
-        if n < 2:
+        voted = await step.final_vote(self._scorer, question, [a for _, a in pooled], weights, self.config.equivalence)
+        if voted is None:
             return result
-        js = await self._scorer.judge(question, [(pooled[a][1], pooled[b][1]) for a, b in pair_indices(n)])
-        best, support = weighted_vote(n, js, self.config.equivalence, weights)
+        best, support = voted
         won = {"text": pooled[best][1], "voted_from": pooled[best][0], "vote_support": support}
         return result.model_copy(update=won)
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from semcascade.aggregation import Aggregation, Consensus, consensus, pair_indices
+from semcascade.aggregation import Aggregation, Consensus, consensus, pair_indices, weighted_vote
 from semcascade.confidence import ConfidenceModel, TierEvidence
 from semcascade.config import CascadeConfig, EquivalenceConfig, TierConfig
 from semcascade.policy import Decision, DeferralPolicy
@@ -30,6 +30,7 @@ from semcascade.scoring.signals import SignalContext, SignalValue, available_sig
 __all__ = [
     "TierScore",
     "decide",
+    "final_vote",
     "judge_samples",
     "score_tier",
     "tier_consensus",
@@ -123,3 +124,18 @@ def decide(
     return policy.decide(
         tier, score, n_samples=n_samples, is_last=is_last, final_action=final_action, score_name=score_name
     )
+
+
+async def final_vote(
+    scorer: AgreementScorer,
+    question: str,
+    pooled: Sequence[str],
+    weights: Sequence[float],
+    equivalence: EquivalenceConfig,
+) -> tuple[int, float] | None:
+    """``final_answer: consensus``: the pooled answer (samples of every tier that ran, cheapest tier
+    first) with the most weighted support, and its support share; ``None`` with fewer than two answers."""
+    if len(pooled) < 2:
+        return None
+    js = await judge_samples(scorer, question, pooled)
+    return weighted_vote(len(pooled), js, equivalence, weights)

@@ -38,6 +38,7 @@ __all__ = [
     "SignalSpec",
     "collect",
     "record_evidence",
+    "record_votes",
     "score_signals",
     "signal_specs",
     "timed_sample",
@@ -299,6 +300,32 @@ async def score_signals(
                 )
                 t.scores[spec.name] = value.score
                 t.consensus[spec.name] = value.representative
+
+
+async def record_votes(
+    records: Sequence[ExampleRecord],
+    questions: Mapping[str, str],
+    scorer: AgreementScorer,
+    cfg: CascadeConfig,
+) -> None:
+    """``final_answer: consensus``: per example and tier after the first, the answer the live cascade
+    would vote for (:func:`semcascade.step.final_vote`) if it stopped there, as ``TierRecord.vote``."""
+    weights = [t.vote_weight for t in cfg.tiers]
+    for rec in records:
+        pooled: list[tuple[int, int, str]] = []
+        for i, t in enumerate(rec.tiers):
+            if not t.failed:
+                pooled += [(i, j, a) for j, a in enumerate(t.samples)]
+            if i == 0:
+                continue
+            voted = await step.final_vote(
+                scorer,
+                questions[rec.id],
+                [a for _, _, a in pooled],
+                [weights[x] for x, _, _ in pooled],
+                cfg.equivalence,
+            )
+            t.vote = None if voted is None else [pooled[voted[0]][0], pooled[voted[0]][1]]
 
 
 def _recorded(t: TierRecord, signal: str) -> Consensus:

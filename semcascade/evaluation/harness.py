@@ -29,7 +29,7 @@ from semcascade.cascade import Cascade
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
 from semcascade.costs import tier_cost
 from semcascade.errors import ConfigError
-from semcascade.evaluation.collect import SignalSpec, collect, score_signals, signal_specs
+from semcascade.evaluation.collect import SignalSpec, collect, record_votes, score_signals, signal_specs
 from semcascade.evaluation.datasets import Example, load_dataset
 from semcascade.evaluation.metrics import auroc, average_precision
 from semcascade.evaluation.plots import plot_deferral, plot_frontier, plot_reliability
@@ -137,12 +137,13 @@ def _agreement_signal(cfg: CascadeConfig) -> str:
 
 
 def _shipped_outcomes(records: Sequence[ExampleRecord], cfg: CascadeConfig) -> list[Outcome]:
-    """The config's own cascade replayed: its signal, every tier's threshold, its final action."""
+    """The config's own cascade replayed: its signal, every tier's threshold, its final action and answer."""
     return cascade_outcomes(
         records,
         _shipped_signal(cfg),
         [t.threshold for t in cfg.tiers],
         final_action=cfg.final_action,
+        final_answer=cfg.final_answer,
     )
 
 
@@ -343,6 +344,8 @@ async def run_eval(
             prompts=prompts,
             aggregation=cfg.aggregation,
         )
+        if cfg.final_answer == "consensus":
+            await record_votes(records, questions, own.scorer, cfg)
         halluc: dict[str, float] = {}
         if task == "summarization" and hallucination_judge:
             halluc = await _summary_hallucination(own, provider, records, examples, cfg, progress=progress)
@@ -471,7 +474,7 @@ def build_report(
 
 
 def _text_of(rec: ExampleRecord, o: Outcome) -> str:
-    t = rec.tiers[o.tier]
+    t = rec.tiers[o.tier if o.answer_tier is None else o.answer_tier]
     if o.answer_index is None:
         return t.greedy or ""
     return t.samples[o.answer_index]

@@ -137,6 +137,7 @@ def _tier(d: dict[str, Any], where: str) -> TierRecord:
         k=int(d["k"]) if isinstance(d.get("k"), int) else None,
         error=str(d["error"]) if d.get("error") is not None else None,
         greedy_error=str(d["greedy_error"]) if d.get("greedy_error") is not None else None,
+        vote=[int(x) for x in d["vote"]] if isinstance(d.get("vote"), list) and len(d["vote"]) == 2 else None,
     )
 
 

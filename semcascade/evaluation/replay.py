@@ -80,6 +80,9 @@ class TierRecord:
     error: str | None = None
     #: why the greedy call failed, when it did
     greedy_error: str | None = None
+    #: ``final_answer: consensus``: [tier, sample] of the answer voted over the samples of this tier and
+    #: every earlier one, when the cascade stops here (tiers after the first; filled by the harness)
+    vote: list[int] | None = None
 
     @property
     def failed(self) -> bool:
@@ -110,6 +113,8 @@ class Outcome:
     abstained: bool = False
     #: no tier produced an answer (every call failed): not a wrong answer, a failure
     failed: bool = False
+    #: the tier whose sample ``answer_index`` is (another tier's under ``final_answer: consensus``)
+    answer_tier: int | None = None
 
 
 def _answer(t: TierRecord, signal: str) -> tuple[float, int | None]:
@@ -159,6 +164,7 @@ def cascade_outcomes(
     *,
     final_action: Literal["answer", "abstain"] = "answer",
     policy: DeferralPolicy | None = None,
+    final_answer: Literal["last_tier", "consensus"] = "last_tier",
 ) -> list[Outcome]:
     """A cascade over all tiers: tier i decides on its ``signal`` score against ``thresholds[i]``.
 
@@ -166,6 +172,8 @@ def cascade_outcomes(
     tier's matters only with ``final_action: abstain``). The decision is the
     live one (:func:`replay_decision`): a tier with no score (one sample)
     escalates unless its threshold is 0 and it asked for one sample only.
+    ``final_answer="consensus"``: after an escalation the answer is the recorded
+    vote over every tier that ran (:attr:`TierRecord.vote`), as live.
     """
     out = []
     for rec in records:
@@ -180,7 +188,13 @@ def cascade_outcomes(
                 out.append(Outcome(0.0, cost, lat, i, None, failed=True))
             elif action in ("accept", "abstain"):
                 q, idx = _answer(t, signal)
-                out.append(Outcome(q, cost, lat, i, idx, abstained=action == "abstain"))
+                src = i
+                if final_answer == "consensus" and i > 0:
+                    if t.vote is None:
+                        raise ValueError("final_answer 'consensus' needs the recorded votes; re-run `semcascade eval`")
+                    src, idx = t.vote
+                    q = rec.tiers[src].sample_quality[idx]
+                out.append(Outcome(q, cost, lat, i, idx, abstained=action == "abstain", answer_tier=src))
             else:
                 continue
             break

@@ -6,7 +6,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from semcascade import step
@@ -27,6 +27,7 @@ from semcascade.errors import (
     DeadlineExceededError,
     PromptTooLongError,
 )
+from semcascade.hooks import FinishContext, Hook, HookRequest, MemoryHook, run_augment, run_finish
 from semcascade.memory.hooks import StrategyMemory
 from semcascade.messages import Messages, PromptLike, content_text, normalize_messages, prompt_text, question_of
 from semcascade.policy import DeferralPolicy, create_policy
@@ -118,6 +119,7 @@ class Cascade:
         local_server: LocalServer | None = None,
         memory: StrategyMemory | None = None,
         local_api_base: str | None = None,
+        hooks: Sequence[Hook] = (),
     ) -> None:
         self.config: CascadeConfig = load_config(config)
         self._provider = provider
@@ -130,12 +132,30 @@ class Cascade:
         self._confidence: dict[str, ConfidenceModel] = {}
         #: per tier: the signal it decides on (a registry name)
         self._signals: dict[str, str] = {}
+        self._extra_hooks = list(hooks)
+        self._memory_hook: MemoryHook | None = None
         self.memory = memory if memory is not None else StrategyMemory.from_config(self.config.memory)
         #: what the provider calls go through: the provider wrapped in per-tier retries
         self._caller: Provider | None = None
         budget = self.config.budget
         self._run_budget = BudgetLedger(budget.max_cost_per_run, budget.max_tokens_per_run, scope="run")
         self._check_static()
+
+    # ------------------------------------------------------------------ hooks
+
+    @property
+    def memory(self) -> StrategyMemory | None:
+        """The strategy memory (attached as a hook), or ``None``."""
+        return self._memory_hook.memory if self._memory_hook is not None else None
+
+    @memory.setter
+    def memory(self, memory: StrategyMemory | None) -> None:
+        self._memory_hook = MemoryHook(memory) if memory is not None else None
+
+    @property
+    def hooks(self) -> list[Hook]:
+        """Optional features attached through the one hooks seam (:mod:`semcascade.hooks`), in call order."""
+        return [*self._extra_hooks, *([self._memory_hook] if self._memory_hook is not None else [])]
 
     # ------------------------------------------------------------------ set-up
 
@@ -283,15 +303,15 @@ class Cascade:
         tiers = await asyncio.to_thread(self._setup) if self._tiers is None else self._tiers
         assert self._caller is not None and self._scorer is not None
         question = question_of(base_messages)
-        session = await self.memory.session(question) if self.memory is not None else None
+        request = HookRequest(question=question, messages=base_messages)
+        sessions = [s for h in self.hooks if (s := await h.start(request)) is not None]
         budget = CallBudget(self.config.budget, self._run_budget)
         trace: list[TierTrace] = []
         for i, tier in enumerate(tiers):
             is_last = i == len(tiers) - 1
             cfg = tier.config
             messages = normalize_messages(base_messages, cfg.system_prompt or self.config.system_prompt)
-            if session is not None:
-                messages = session.augment(i, messages, cfg.name)
+            messages = run_augment(sessions, i, messages, cfg.name)
             if expired():
                 return self._stopped(trace, "deadline", f"the call's deadline passed before tier {cfg.name!r}", started)
             bound = tier_upper_bound(tier, messages)
@@ -324,11 +344,7 @@ class Cascade:
                 result = self._result(trace, i, started)
                 if i > 0 and self.config.final_answer == "consensus":
                     result = await self._vote(result, question)
-                return (
-                    result
-                    if session is None
-                    else await session.learn(result, tier, self._caller, is_last=is_last, budget=budget)
-                )
+                return await run_finish(sessions, result, FinishContext(tier, self._caller, is_last, budget))
         if expired():
             return self._stopped(trace, "deadline", "the call's deadline passed", started)
         partial = [t.answer for t in trace if t.answer is not None]
@@ -490,8 +506,8 @@ class Cascade:
         try:
             return await self.generate(prompt, deadline_s=deadline_s)
         finally:
-            if self.memory is not None:  # this loop ends with the call: background learning finishes first
-                await self.memory.wait_learning()
+            for hook in self.hooks:  # this loop ends with the call: background work finishes first
+                await hook.aclose()
             await close_loop_clients()  # the loop ends with this call: its pooled connections must not leak
 
     # ------------------------------------------------------------------ lifecycle
@@ -514,7 +530,7 @@ class Cascade:
 
     async def aclose(self) -> None:
         """Async close: wait for background strategy learning, close this loop's clients, stop an owned server."""
-        if self.memory is not None:
-            await self.memory.wait_learning()
+        for hook in self.hooks:
+            await hook.aclose()
         await close_loop_clients()
         await asyncio.to_thread(self.close)

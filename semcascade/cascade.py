@@ -18,6 +18,7 @@ from semcascade.aggregation import Consensus
 from semcascade.confidence import ConfidenceModel, TierEvidence, load_confidence_model
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
 from semcascade.costs import tier_flops
+from semcascade.drift import DriftMonitor
 from semcascade.endpoints import Endpoints, ResolvedModel
 from semcascade.errors import (
     BudgetExceededError,
@@ -133,6 +134,10 @@ class Cascade:
         #: per tier: the signal it decides on (a registry name)
         self._signals: dict[str, str] = {}
         self._extra_hooks = list(hooks)
+        #: escalation-drift monitoring (``drift:`` in the config), attached as a hook
+        self.drift: DriftMonitor | None = DriftMonitor.from_config(self.config.drift)
+        if self.drift is not None:
+            self._extra_hooks.append(self.drift)
         self._memory_hook: MemoryHook | None = None
         self.memory = memory if memory is not None else StrategyMemory.from_config(self.config.memory)
         #: what the provider calls go through: the provider wrapped in per-tier retries

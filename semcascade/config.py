@@ -32,6 +32,7 @@ from semcascade._budget import BudgetConfig
 from semcascade._retry import RetryConfig
 from semcascade.answers import AnswerFormat
 from semcascade.errors import ConfigError, MissingAPIKeyError
+from semcascade.drift import DriftConfig
 from semcascade.memory.config import MemoryConfig
 
 __all__ = [
@@ -225,6 +226,9 @@ class CascadeConfig(_Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig, description="money/token caps per call and run")
     local_server: LocalServerConfig = Field(default_factory=LocalServerConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    drift: DriftConfig = Field(
+        default_factory=DriftConfig, description="escalation-drift monitoring against the calibration baseline"
+    )
 
     @model_validator(mode="after")
     def _unique_tier_names(self) -> CascadeConfig:

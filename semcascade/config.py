@@ -31,8 +31,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from semcascade._budget import BudgetConfig
 from semcascade._retry import RetryConfig
 from semcascade.answers import AnswerFormat
-from semcascade.errors import ConfigError, MissingAPIKeyError
 from semcascade.drift import DriftConfig
+from semcascade.errors import ConfigError, MissingAPIKeyError
 from semcascade.memory.config import MemoryConfig
 
 __all__ = [

@@ -121,13 +121,21 @@ class Cascade:
         memory: StrategyMemory | None = None,
         local_api_base: str | None = None,
         hooks: Sequence[Hook] = (),
+        endpoints: Endpoints | None = None,
+        run_budget: BudgetLedger | None = None,
+        task: str | None = None,
     ) -> None:
         self.config: CascadeConfig = load_config(config)
+        #: the config task this cascade serves (a task's own cascade), else ``None``
+        self.task = task
         self._provider = provider
         self._scorer = scorer
         self.policy: DeferralPolicy = policy or create_policy(self.config.policy)
-        #: model resolution and the managed local server's lifecycle
-        self.endpoints = Endpoints(self.config, local_server=local_server, local_api_base=local_api_base)
+        #: model resolution and the managed local server's lifecycle (shared by a config's tasks)
+        self.endpoints = endpoints or Endpoints(self.config, local_server=local_server, local_api_base=local_api_base)
+        self._owns_endpoints = endpoints is None
+        self._task_cascades: dict[str, Cascade] = {}
+        self._tasks_lock = threading.Lock()
         self._tiers: list[ResolvedTier] | None = None
         self._setup_lock = threading.Lock()
         self._confidence: dict[str, ConfidenceModel] = {}
@@ -135,7 +143,7 @@ class Cascade:
         self._signals: dict[str, str] = {}
         self._extra_hooks = list(hooks)
         #: escalation-drift monitoring (``drift:`` in the config), attached as a hook
-        self.drift: DriftMonitor | None = DriftMonitor.from_config(self.config.drift)
+        self.drift: DriftMonitor | None = DriftMonitor.from_config(self.config.drift, task=task)
         if self.drift is not None:
             self._extra_hooks.append(self.drift)
         self._memory_hook: MemoryHook | None = None
@@ -143,7 +151,7 @@ class Cascade:
         #: what the provider calls go through: the provider wrapped in per-tier retries
         self._caller: Provider | None = None
         budget = self.config.budget
-        self._run_budget = BudgetLedger(budget.max_cost_per_run, budget.max_tokens_per_run, scope="run")
+        self._run_budget = run_budget or BudgetLedger(budget.max_cost_per_run, budget.max_tokens_per_run, scope="run")
         self._check_static()
 
     # ------------------------------------------------------------------ hooks
@@ -286,15 +294,49 @@ class Cascade:
             if est + t.max_tokens > window:
                 raise PromptTooLongError(t.name, est + t.max_tokens, window)
 
-    async def generate(self, prompt: PromptLike, *, deadline_s: float | None = None) -> CascadeResult:
+    def for_task(self, name: str) -> Cascade:
+        """The cascade of the config's task ``name`` (built once; it shares this cascade's provider,
+        local server and run budget). An unknown name is a :class:`ConfigError` listing the tasks."""
+        with self._tasks_lock:
+            if name not in self._task_cascades:
+                cfg = self.config.task_config(name)
+                self._task_cascades[name] = Cascade(
+                    cfg,
+                    provider=self._base_provider(),
+                    scorer=self._scorer if cfg.scorer == self.config.scorer else None,
+                    policy=self.policy if cfg.policy == self.config.policy else None,
+                    endpoints=self.endpoints,
+                    run_budget=self._run_budget,
+                    task=name,
+                )
+            return self._task_cascades[name]
+
+    def _base_provider(self) -> Provider | None:
+        """The provider a task's cascade shares (``None``: it builds the default stack itself)."""
+        return self._provider
+
+    async def generate(
+        self, prompt: PromptLike, *, deadline_s: float | None = None, task: str | None = None
+    ) -> CascadeResult:
         """Run the cascade on a prompt (string or OpenAI-style messages).
 
         ``deadline_s`` (default: the config's ``deadline_s``; ``None`` = none)
         bounds the whole call: past it no request is sent and no retry waits;
         the best answer so far is returned with ``deadline_exceeded`` set, or
         :class:`DeadlineExceededError` is raised when there is none. See
-        ``docs/failure-semantics.md``.
+        ``docs/failure-semantics.md``. ``task`` (default: the config's
+        ``default_task``) runs the cascade of one of the config's ``tasks``.
         """
+        task = task if task is not None else self.config.default_task
+        if task is not None:
+            if task == "auto":
+                raise ConfigError(
+                    "task 'auto' needs a task classifier; name the task (one of: "
+                    + ", ".join(self.config.task_names)
+                    + ")"
+                )
+            result = await self.for_task(task).generate(prompt, deadline_s=deadline_s)
+            return result.model_copy(update={"task": task})
         started = time.perf_counter()
         base_messages = normalize_messages(prompt)
         self._check_length(base_messages)
@@ -519,7 +561,10 @@ class Cascade:
 
     def close(self) -> None:
         """Stop a local server this cascade started (a reused one keeps running)."""
-        self.endpoints.close()
+        for sub in self._task_cascades.values():
+            sub.close()
+        if self._owns_endpoints:
+            self.endpoints.close()
 
     def __enter__(self) -> Cascade:
         return self
@@ -535,6 +580,9 @@ class Cascade:
 
     async def aclose(self) -> None:
         """Async close: wait for background strategy learning, close this loop's clients, stop an owned server."""
+        for sub in self._task_cascades.values():
+            for hook in sub.hooks:
+                await hook.aclose()
         for hook in self.hooks:
             await hook.aclose()
         await close_loop_clients()

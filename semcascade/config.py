@@ -229,6 +229,12 @@ class CascadeConfig(_Strict):
     drift: DriftConfig = Field(
         default_factory=DriftConfig, description="escalation-drift monitoring against the calibration baseline"
     )
+    tasks: dict[str, JsonObject] = Field(
+        default_factory=dict,
+        description="named tasks, each a cascade of its own: the fields it sets replace this config's "
+        "(a task with 'tiers' brings its own tiers); chosen per request with generate(..., task=NAME)",
+    )
+    default_task: str | None = Field(default=None, description="the task of a request that names none")
 
     @model_validator(mode="after")
     def _unique_tier_names(self) -> CascadeConfig:
@@ -238,9 +244,40 @@ class CascadeConfig(_Strict):
             raise ValueError(f"tier names must be unique; repeated: {', '.join(dupes)}")
         return self
 
+    @model_validator(mode="after")
+    def _valid_tasks(self) -> CascadeConfig:
+        for name, overrides in self.tasks.items():
+            if not name.strip() or name == "auto":
+                raise ValueError(f"task name {name!r} is reserved or empty; name tasks e.g. 'math', 'rc'")
+            for key in ("tasks", "default_task", "local_server"):
+                if key in overrides:
+                    raise ValueError(f"tasks.{name}.{key}: set it at the top level (tasks share one {key})")
+            try:
+                self.task_config(name)
+            except ValidationError as exc:
+                raise ValueError(f"tasks.{name}: {_validation_message(exc)}") from None
+        if self.default_task is not None and self.default_task not in self.tasks:
+            raise ValueError(
+                f"default_task {self.default_task!r} is not one of the tasks: {', '.join(self.tasks) or '(none)'}"
+            )
+        return self
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.tasks)
+
+    def task_config(self, name: str) -> CascadeConfig:
+        """The cascade of task ``name``: this config with the task's fields in place of its own."""
+        if name not in self.tasks:
+            known = ", ".join(self.tasks) or "none (the config has no 'tasks:')"
+            raise ConfigError(f"unknown task {name!r}; the config defines: {known}")
+        base = self.model_dump(exclude={"tasks", "default_task"})
+        return CascadeConfig.model_validate({**base, **self.tasks[name]})
+
     @property
     def uses_local_server(self) -> bool:
-        return any(m.startswith(LOCAL_PREFIX) for t in self.tiers for m in t.model_list)
+        own = any(m.startswith(LOCAL_PREFIX) for t in self.tiers for m in t.model_list)
+        return own or any(self.task_config(n).uses_local_server for n in self.tasks)
 
     def tier(self, name: str) -> TierConfig:
         for t in self.tiers:

@@ -79,7 +79,7 @@ class DriftConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = False
+    enabled: bool = Field(default=False, description="watch escalations and first-tier scores (needs a baseline)")
     baseline: DriftBaseline | None = Field(default=None, description="recorded at calibration; required when enabled")
     false_alarms_per_10k: float = Field(
         default=1.0, gt=0.0, le=1000.0, description="expected false alarms per 10,000 requests on a stationary stream"

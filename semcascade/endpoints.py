@@ -69,11 +69,12 @@ class Endpoints:
     def local_models(self) -> list[str]:
         """Names of the local models this config needs (tiers and an LLM-judge scorer)."""
         names: list[str] = []
-        for t in self.config.tiers:
-            names += [m.removeprefix(LOCAL_PREFIX) for m in t.model_list if m.startswith(LOCAL_PREFIX)]
-        opts = self.config.scorer.options
-        if isinstance(opts.get("model"), str) and opts["model"].startswith(LOCAL_PREFIX):
-            names.append(opts["model"].removeprefix(LOCAL_PREFIX))
+        for cfg in [self.config, *(self.config.task_config(n) for n in self.config.task_names)]:
+            for t in cfg.tiers:
+                names += [m.removeprefix(LOCAL_PREFIX) for m in t.model_list if m.startswith(LOCAL_PREFIX)]
+            opts = cfg.scorer.options
+            if isinstance(opts.get("model"), str) and opts["model"].startswith(LOCAL_PREFIX):
+                names.append(opts["model"].removeprefix(LOCAL_PREFIX))
         return list(dict.fromkeys(names))
 
     def ensure_local_server(self) -> str:

@@ -129,6 +129,8 @@ class CascadeResult(_Frozen):
     memory: MemoryTrace | None = None
     #: ``final_answer: consensus``: the tier whose sample won the vote over every tier that ran, and its support
     voted_from: str | None = None
+    #: the config task that answered (``generate(..., task=NAME)``), when the config defines tasks
+    task: str | None = None
     vote_support: float | None = None
     #: the call stopped early because the next tier could exceed the budget / the deadline passed;
     #: ``text`` is then the best answer so far and ``stop_reason`` says why

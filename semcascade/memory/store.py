@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from semcascade.errors import SemcascadeError
+from semcascade.errors import MemoryStoreError
 from semcascade.registry import Registry
 
 __all__ = [
@@ -41,10 +41,6 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float32]
 Eviction = Literal["lru", "oldest"]
-
-
-class MemoryStoreError(SemcascadeError):
-    """A strategy store cannot be used (bad options, foreign or corrupt file, wrong embedding size)."""
 
 
 def query_hash(query: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from semcascade.errors import SemcascadeError
+from semcascade.errors import RouterArtifactError, RouterError
 from semcascade.evaluation.metrics import auroc
 from semcascade.evaluation.records import examples_file
 from semcascade.evaluation.splits import split_of
@@ -60,14 +60,6 @@ ARTIFACT_VERSION = 1
 LabelKind = Literal["consensus", "greedy"]
 #: regularisation strengths tried; the best validation AUROC wins (ties: the stronger regularisation)
 C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0)
-
-
-class RouterError(SemcascadeError, ValueError):
-    """A router cannot be trained or used (unusable eval logs, bad options, wrong number of tiers)."""
-
-
-class RouterArtifactError(RouterError):
-    """A router artifact file is missing, not JSON, of another format/version, or inconsistent."""
 
 
 # --------------------------------------------------------------------------- data

@@ -28,7 +28,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from semcascade._budget import BudgetConfig
 from semcascade._retry import RetryConfig
 from semcascade.answers import AnswerFormat
 from semcascade.errors import ConfigError, MissingAPIKeyError
@@ -37,6 +36,7 @@ from semcascade.memory.config import MemoryConfig
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "LOCAL_PREFIX",
+    "BudgetConfig",
     "CascadeConfig",
     "EquivalenceConfig",
     "LocalServerConfig",
@@ -199,6 +199,23 @@ class LocalServerConfig(_Strict):
     @property
     def slot_context(self) -> int:
         return self.ctx_size // self.parallel
+
+
+class BudgetConfig(_Strict):
+    """Caps per call (one ``generate``) and per run (one ``Cascade``); ``None`` = no cap.
+
+    Money is in the same unit as the tiers' prices (USD for litellm's cost
+    map); tokens are prompt + completion tokens as the providers report them.
+    """
+
+    max_cost_per_call: float | None = Field(default=None, ge=0.0)
+    max_tokens_per_call: int | None = Field(default=None, ge=0)
+    max_cost_per_run: float | None = Field(default=None, ge=0.0)
+    max_tokens_per_run: int | None = Field(default=None, ge=0)
+
+    @property
+    def limits_calls(self) -> bool:
+        return self.max_cost_per_call is not None or self.max_tokens_per_call is not None
 
 
 class CascadeConfig(_Strict):

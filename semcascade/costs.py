@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from semcascade.config import TierConfig
+if TYPE_CHECKING:
+    from semcascade.config import TierConfig
 
 __all__ = ["tier_cost", "tier_flops"]
 

@@ -30,6 +30,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from semcascade._retry import RetryConfig
 from semcascade.answers import AnswerFormat
+from semcascade.costs import unpriced_models
 from semcascade.errors import ConfigError, MissingAPIKeyError
 from semcascade.memory.config import MemoryConfig
 
@@ -249,6 +250,25 @@ class CascadeConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"tier names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _money_caps_can_bind(self) -> CascadeConfig:
+        """A money cap over a tier that costs nothing per call would never stop it: refuse the config."""
+        caps = [c for c in ("max_cost_per_call", "max_cost_per_run") if getattr(self.budget, c) is not None]
+        if not caps:
+            return self
+        for t in self.tiers:
+            unpriced = unpriced_models(t)
+            if unpriced:
+                raise ValueError(
+                    f"budget.{caps[0]} is set, but tier {t.name!r} has no price for {', '.join(unpriced)} "
+                    "(no input_cost_per_token/output_cost_per_token, and litellm's cost map does not price it; "
+                    "local/ models are never in it), so its calls would count as free and the cap would never "
+                    "bind. Set the tier's input_cost_per_token and output_cost_per_token (0 if it really is "
+                    "free; for local models e.g. parameters x 1e-15 per token, as configs/local.yaml does), or "
+                    "cap tokens instead with budget.max_tokens_per_call / max_tokens_per_run"
+                )
         return self
 
     @property

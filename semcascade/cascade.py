@@ -97,6 +97,48 @@ def _load_confidence(tier: TierConfig) -> ConfidenceModel:
     return model
 
 
+def _routes_through_litellm(provider: Provider | None) -> bool:
+    """Whether tier models are litellm model strings: the default provider, or one wrapping litellm's."""
+    for _ in range(8):  # wrappers (retries, response cache, local-server guard) keep the real one in .inner
+        if provider is None or isinstance(provider, LiteLLMProvider):
+            return True
+        provider = getattr(provider, "inner", None)
+        if provider is None:
+            return False
+    return False
+
+
+def _check_litellm_models(cfg: CascadeConfig) -> None:
+    """Raise :class:`UnknownModelError` for a tier model litellm cannot route, before any tier is called.
+
+    ``local/`` models are checked against the local registry elsewhere; a tier with an ``api_base``
+    may serve any name (it cannot be checked offline). litellm is imported only when there is
+    something to check.
+    """
+    todo = [
+        (t.name, m) for t in cfg.tiers if t.api_base is None for m in t.model_list if not m.startswith(LOCAL_PREFIX)
+    ]
+    if not todo:
+        return
+    from semcascade.errors import UnknownModelError
+    from semcascade.providers import _prepare_litellm_env
+
+    _prepare_litellm_env()
+    import litellm
+
+    litellm.suppress_debug_info = True  # else get_llm_provider prints a provider list before raising
+    for tier, model in todo:
+        try:
+            litellm.get_llm_provider(model)
+        except litellm.exceptions.BadRequestError:
+            raise UnknownModelError(
+                "litellm cannot tell the provider from this model string; write it as 'provider/model' "
+                "(e.g. openai/gpt-4o-mini), 'local/NAME' for the embedded server, or give the tier an api_base",
+                model=model,
+                tier=tier,
+            ) from None
+
+
 class Cascade:
     """A reusable cascade: loads the scorer, clients and local server once.
 
@@ -159,6 +201,9 @@ class Cascade:
                     )
         for t in cfg.tiers:
             t.api_key()  # MissingAPIKeyError now, not after the cheap tier was paid for
+        if _routes_through_litellm(self._provider):
+            _check_litellm_models(cfg)  # UnknownModelError now, likewise
+        for t in cfg.tiers:
             if t.confidence_model is not None:
                 self._confidence[t.name] = _load_confidence(t)
             self._signals[t.name] = _check_signal(cfg, t, self._confidence.get(t.name))

@@ -164,7 +164,7 @@ class Cascade:
         self.config: CascadeConfig = load_config(config)
         self._provider = provider
         self._scorer = scorer
-        self.policy: DeferralPolicy = policy or create_policy(self.config.policy)
+        self.policy: DeferralPolicy = policy or create_policy(self.config.policy.name, **self.config.policy.options)
         #: model resolution and the managed local server's lifecycle
         self.endpoints = Endpoints(self.config, local_server=local_server, local_api_base=local_api_base)
         self._tiers: list[ResolvedTier] | None = None

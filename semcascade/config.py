@@ -18,16 +18,16 @@ names the file and the field (``configs/x.yaml: tiers[0].k: ...``).
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from semcascade._named import JsonObject, NamedOptions, json_data
 from semcascade._retry import RetryConfig
 from semcascade.answers import AnswerFormat
 from semcascade.costs import unpriced_models
@@ -40,7 +40,9 @@ __all__ = [
     "BudgetConfig",
     "CascadeConfig",
     "EquivalenceConfig",
+    "JsonObject",
     "LocalServerConfig",
+    "PolicyConfig",
     "ScorerConfig",
     "TierConfig",
     "load_config",
@@ -60,24 +62,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-def _json_data(value: Any, _path: tuple[int, ...] = ()) -> Any:
-    """``value`` if it is plain JSON data (finite numbers, string keys, no self-reference), else ValueError."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"must be plain JSON data; {value!r} is not a finite number")
-    if isinstance(value, dict | list):
-        if id(value) in _path:
-            raise ValueError("must be plain JSON data; it refers to itself (a YAML alias inside its own anchor)")
-        for k, v in value.items() if isinstance(value, dict) else enumerate(value):
-            if isinstance(value, dict) and not isinstance(k, str):
-                raise ValueError(f"must be plain JSON data; key {k!r} is not a string")
-            _json_data(v, (*_path, id(value)))
-    elif value is not None and not isinstance(value, str | int | float):
-        raise ValueError(f"must be plain JSON data (text, numbers, lists, mappings), not {type(value).__name__}")
-    return value
-
-
-#: A free-form mapping passed on as JSON (litellm parameters, scorer options).
-JsonObject = Annotated[dict[str, Any], AfterValidator(_json_data)]
+#: kept under its old name for code that imported it from here
+_json_data = json_data
 
 
 class TierConfig(_Strict):
@@ -162,11 +148,16 @@ class TierConfig(_Strict):
         return value
 
 
-class ScorerConfig(_Strict):
+class ScorerConfig(NamedOptions):
     """Which agreement scorer to use, by registry name, with its options."""
 
-    name: str = "embedding"
-    options: JsonObject = Field(default_factory=dict)
+    name: str = Field(default="embedding", min_length=1)
+
+
+class PolicyConfig(NamedOptions):
+    """Which deferral policy to use, by registry name, with its options (``policy: threshold`` also works)."""
+
+    name: str = Field(default="threshold", min_length=1)
 
 
 class EquivalenceConfig(_Strict):
@@ -226,7 +217,9 @@ class CascadeConfig(_Strict):
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     equivalence: EquivalenceConfig = Field(default_factory=EquivalenceConfig)
     aggregation: Literal["mean_pairwise", "largest_cluster"] = "mean_pairwise"
-    policy: str = Field(default="threshold", description="deferral policy, by registry name")
+    policy: PolicyConfig = Field(
+        default_factory=PolicyConfig, description="deferral policy: {name, options} (a bare name also works)"
+    )
     final_action: Literal["answer", "abstain"] = Field(
         default="answer", description="what the last tier does when its samples disagree"
     )

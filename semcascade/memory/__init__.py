@@ -16,7 +16,7 @@ from semcascade._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from semcascade.errors import MemoryStoreError
-    from semcascade.memory.config import MemoryConfig
+    from semcascade.memory.config import MemoryConfig, StoreConfig
     from semcascade.memory.hooks import BackgroundSpend, Embedder, MemorySession, StrategyMemory
     from semcascade.memory.sqlite_store import SQLiteStrategyStore, default_store_path
     from semcascade.memory.store import (
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "MemoryStoreError": "semcascade.errors",
     "MemoryConfig": "semcascade.memory.config",
+    "StoreConfig": "semcascade.memory.config",
     **dict.fromkeys(("BackgroundSpend", "Embedder", "MemorySession", "StrategyMemory"), "semcascade.memory.hooks"),
     **dict.fromkeys(("SQLiteStrategyStore", "default_store_path"), "semcascade.memory.sqlite_store"),
     **dict.fromkeys(
@@ -67,6 +68,7 @@ __all__ = [
     "MemorySession",
     "MemoryStoreError",
     "SQLiteStrategyStore",
+    "StoreConfig",
     "StrategyEntry",
     "StrategyMatch",
     "StrategyMemory",

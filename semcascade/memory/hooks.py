@@ -96,9 +96,7 @@ class StrategyMemory:
     ) -> None:
         self.config = config if config is not None else MemoryConfig(enabled=True)
         c = self.config
-        self.store: StrategyStore = store or create_store(
-            c.store, path=c.path, dedup_similarity=c.dedup_similarity, max_entries=c.max_entries, eviction=c.eviction
-        )
+        self.store: StrategyStore = store or create_store(c.store.name, **c.store_options())
         self._embedder = embedder
         #: spend of the strategy calls made in the background (``learn_in_background``)
         self.spend = BackgroundSpend()

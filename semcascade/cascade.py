@@ -14,6 +14,7 @@ from semcascade._budget import BudgetLedger, CallBudget, Estimate, tier_upper_bo
 from semcascade._deadline import DeadlineReached, deadline_guard, deadline_scope, expired
 from semcascade._limits import TierLimiter
 from semcascade._retry import RetryingProvider, count_retries
+from semcascade._sync import in_running_loop, run_sync
 from semcascade.aggregation import Consensus, pair_indices, weighted_vote
 from semcascade.confidence import ConfidenceModel, TierEvidence, load_confidence_model
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
@@ -146,8 +147,9 @@ class Cascade:
     >>> result = cascade.generate_sync("What is the capital of France?")
     >>> result.text, result.tier, result.agreement
 
-    Use it as a (async) context manager, or call :meth:`close`, to stop a local
-    server it started.
+    Use it as a (async) context manager, or call :meth:`close` / :meth:`aclose`:
+    they wait for background strategy learning, close the HTTP clients and the
+    memory store, and stop a local server it started.
     """
 
     def __init__(
@@ -173,6 +175,7 @@ class Cascade:
         #: per tier: the signal it decides on (a registry name)
         self._signals: dict[str, str] = {}
         self.memory = memory if memory is not None else StrategyMemory.from_config(self.config.memory)
+        self._owns_memory = memory is None
         #: what the provider calls go through: the provider wrapped in per-tier retries
         self._caller: Provider | None = None
         budget = self.config.budget
@@ -527,26 +530,62 @@ class Cascade:
         )
 
     def generate_sync(self, prompt: PromptLike, *, deadline_s: float | None = None) -> CascadeResult:
-        """Blocking twin of :meth:`generate` (not for use inside a running event loop)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._generate_in_own_loop(prompt, deadline_s))
-        raise RuntimeError("generate_sync() was called inside a running event loop; use 'await generate()' there")
+        """Blocking twin of :meth:`generate` (not for use inside a running event loop).
 
-    async def _generate_in_own_loop(self, prompt: PromptLike, deadline_s: float | None) -> CascadeResult:
-        try:
-            return await self.generate(prompt, deadline_s=deadline_s)
-        finally:
-            if self.memory is not None:  # this loop ends with the call: background learning finishes first
-                await self.memory.wait_learning()
-            await close_loop_clients()  # the loop ends with this call: its pooled connections must not leak
+        Each call runs in its own event loop (:func:`semcascade._sync.run_sync`), which ends with
+        the call: background strategy learning started in it finishes and its HTTP clients are
+        closed first.
+        """
+        return self._generate_in_own_loop(prompt, deadline_s)
+
+    def _generate_in_own_loop(self, prompt: PromptLike, deadline_s: float | None) -> CascadeResult:
+        return run_sync(lambda: self.generate(prompt, deadline_s=deadline_s), loop_end=self._end_of_loop)
 
     # ------------------------------------------------------------------ lifecycle
 
-    def close(self) -> None:
-        """Stop a local server this cascade started (a reused one keeps running)."""
+    async def _end_of_loop(self) -> None:
+        """What the running event loop owes before it ends: its background learning finished, its clients closed."""
+        if self.memory is not None:
+            await self.memory.wait_learning()
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        """Close the HTTP clients of the running event loop (the one place that knows how)."""
+        await close_loop_clients()
+
+    def _release(self) -> None:
+        """The blocking part of closing: the memory store this cascade built, and a local server it started."""
+        if self.memory is not None and self._owns_memory:
+            self.memory.close()
         self.endpoints.close()
+
+    async def aclose(self) -> None:
+        """Close the cascade: wait for background strategy learning, close the HTTP clients, close the
+        memory store (one built from the config; a ``memory=`` passed in is the caller's) and stop a
+        local server this cascade started (a reused or given one keeps running). Idempotent."""
+        await self._end_of_loop()
+        await asyncio.to_thread(self._release)
+
+    def close(self) -> None:
+        """Blocking twin of :meth:`aclose`: the same cleanup.
+
+        Inside a running event loop (a notebook cell, ``with`` in async code) this call cannot wait
+        on that loop: background strategy learning still pending on it is an error (use ``await
+        cascade.aclose()`` or ``async with``), and its HTTP clients are closed by a task scheduled
+        on it.
+        """
+        if not in_running_loop():
+            run_sync(self.aclose, name="close()", instead="await aclose()")
+            return
+        loop = asyncio.get_running_loop()
+        pending = self.memory.pending_in(loop) if self.memory is not None else 0
+        if pending:
+            raise RuntimeError(
+                f"close() was called inside a running event loop with {pending} background strategy task(s) "
+                "still learning on it; use 'await cascade.aclose()' (or 'async with') to wait for them"
+            )
+        self._closing = loop.create_task(self._close_clients())  # referenced until it has run
+        self._release()
 
     def __enter__(self) -> Cascade:
         return self
@@ -559,10 +598,3 @@ class Cascade:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    async def aclose(self) -> None:
-        """Async close: wait for background strategy learning, close this loop's clients, stop an owned server."""
-        if self.memory is not None:
-            await self.memory.wait_learning()
-        await close_loop_clients()
-        await asyncio.to_thread(self.close)

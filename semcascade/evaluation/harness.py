@@ -384,8 +384,16 @@ async def run_eval(
 
 
 def run_eval_sync(config: str | os.PathLike[str] | CascadeConfig | None = None, **kwargs: Any) -> EvalReport:
-    """Blocking twin of :func:`run_eval`."""
-    return asyncio.run(run_eval(config, **kwargs))
+    """Blocking twin of :func:`run_eval` (its event loop ends with the call; that loop's clients are closed first)."""
+    from semcascade._sync import run_sync
+    from semcascade.providers import close_loop_clients
+
+    return run_sync(
+        lambda: run_eval(config, **kwargs),
+        loop_end=close_loop_clients,
+        name="run_eval_sync()",
+        instead="await run_eval()",
+    )
 
 
 def build_report(

@@ -170,6 +170,10 @@ class StrategyMemory:
             s.cost += trace.cost
             s.errors.extend(trace.errors)
 
+    def pending_in(self, loop: asyncio.AbstractEventLoop) -> int:
+        """Background learning tasks of ``loop`` not finished yet."""
+        return sum(1 for t in self._pending if t.get_loop() is loop)
+
     async def wait_learning(self) -> None:
         """Wait for the background learning tasks started on the running event loop."""
         loop = asyncio.get_running_loop()

@@ -269,7 +269,7 @@ async def test_skip_mode_starts_the_cascade_at_the_chosen_tier() -> None:
 def test_sync_skip_mode_finishes_background_learning_and_closes_loop_clients(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import semcascade.routing.router as router_mod
+    import semcascade.cascade as cascade_mod
     from semcascade import MemoryConfig
     from semcascade.memory import InMemoryStrategyStore, StrategyMemory
 
@@ -278,7 +278,7 @@ def test_sync_skip_mode_finishes_background_learning_and_closes_loop_clients(
     async def fake_close() -> None:
         closed.append(1)
 
-    monkeypatch.setattr(router_mod, "close_loop_clients", fake_close)
+    monkeypatch.setattr(cascade_mod, "close_loop_clients", fake_close)  # the cascade's one client-closing hook
     rc, provider = routed(0.8, mode="skip")
     memory = StrategyMemory(MemoryConfig(enabled=True, learn_in_background=True), store=InMemoryStrategyStore())
     rc.cascade.memory = memory

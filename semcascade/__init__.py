@@ -11,7 +11,12 @@ Only on disagreement does the request escalate to the next, stronger tier.
 
 from __future__ import annotations
 
+import atexit
+import hashlib
+import json
+import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -103,6 +108,7 @@ __all__ = [
     "CalibrationReport",
     "BudgetConfig",
     "BudgetExceededError",
+    "CASCADE_CACHE_SIZE",
     "Cascade",
     "CascadeConfig",
     "CascadeFailedError",
@@ -163,6 +169,7 @@ __all__ = [
     "available_scorers",
     "calibrate_run",
     "calibrate_thresholds",
+    "close_cached_cascades",
     "consensus",
     "create_policy",
     "create_provider",
@@ -185,32 +192,109 @@ __all__ = [
 
 ConfigLike = CascadeConfig | str | Path | Mapping[str, Any] | None
 
-# Cascades built by the module-level helpers, keyed by config, created lazily
-# on first use (never at import) so scorers and servers load once per process.
-_CASCADES: dict[str, Cascade] = {}
+#: how many cascades the module-level helpers keep (one per distinct config, least recently used evicted)
+CASCADE_CACHE_SIZE = 8
+
+
+class _Cached:
+    """A cascade of the module-level helpers, with the calls in flight on it."""
+
+    def __init__(self, cascade: Cascade) -> None:
+        self.cascade = cascade
+        self.users = 0
+        self.evicted = False
+
+
+# Cascades built by the module-level helpers, one per distinct validated config (so a config's run
+# budget, scorer, clients and local server live across calls), created on first use, never at import.
+_CASCADES: OrderedDict[str, _Cached] = OrderedDict()
 _CASCADES_LOCK = threading.Lock()
 
 
-def _cascade_for(config: ConfigLike) -> Cascade:
-    if isinstance(config, Mapping | CascadeConfig):
-        return Cascade(config)  # unhashable/ad hoc configs are not cached
-    key = str(Path(config).resolve()) if config is not None else "<default>"
+def _config_key(config: CascadeConfig) -> str:
+    """A stable hash of a validated config: equal configs (however written) share a cascade."""
+    return hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def _acquire(config: ConfigLike) -> tuple[_Cached, list[Cascade]]:
+    """The cached cascade of ``config`` (built on first use), marked in use; and the cascades to close now."""
+    cfg = load_config(config)
+    key = _config_key(cfg)
+    to_close: list[Cascade] = []
     with _CASCADES_LOCK:
-        if key not in _CASCADES:
-            _CASCADES[key] = Cascade(config)
-        return _CASCADES[key]
+        entry = _CASCADES.get(key)
+        if entry is None:
+            entry = _CASCADES[key] = _Cached(Cascade(cfg))
+        _CASCADES.move_to_end(key)
+        entry.users += 1
+        while len(_CASCADES) > CASCADE_CACHE_SIZE:
+            _, old = _CASCADES.popitem(last=False)
+            old.evicted = True
+            if old.users == 0:
+                to_close.append(old.cascade)
+    return entry, to_close
+
+
+def _release(entry: _Cached) -> bool:
+    """Mark one call on ``entry`` finished; True when it was evicted meanwhile and is now to be closed."""
+    with _CASCADES_LOCK:
+        entry.users -= 1
+        return entry.evicted and entry.users == 0
+
+
+def _cascade_for(config: ConfigLike) -> Cascade:
+    """The module-level helpers' cascade for ``config`` (for inspection; it stays cached)."""
+    entry, to_close = _acquire(config)
+    for c in to_close:
+        c.close()
+    if _release(entry):
+        entry.cascade.close()
+    return entry.cascade
+
+
+def close_cached_cascades() -> None:
+    """Close every cascade the module-level helpers built (also run at interpreter exit)."""
+    with _CASCADES_LOCK:
+        entries = list(_CASCADES.values())
+        _CASCADES.clear()
+    for e in entries:
+        e.evicted = True
+        if e.users == 0:
+            try:
+                e.cascade.close()
+            except Exception as exc:  # at exit: close the others anyway
+                logging.getLogger("semcascade").warning("closing a cached cascade failed: %s", exc)
+
+
+atexit.register(close_cached_cascades)
 
 
 async def generate(prompt: PromptLike, config: ConfigLike = None) -> CascadeResult:
     """Run the cascade on ``prompt`` (a string or OpenAI-style messages).
 
     ``config`` is a YAML path, a mapping, a :class:`CascadeConfig`, or ``None``
-    for the embedded local default (``configs/local.yaml``). For many calls,
-    build one :class:`Cascade` and reuse it.
+    for the embedded local default (``configs/local.yaml``). Calls with equal
+    configs share one :class:`Cascade` (its run budget, scorer, clients and
+    local server); the last :data:`CASCADE_CACHE_SIZE` distinct configs are
+    kept, an older one is closed. :func:`close_cached_cascades` closes them all.
     """
-    return await _cascade_for(config).generate(prompt)
+    entry, to_close = _acquire(config)
+    try:
+        for c in to_close:
+            await c.aclose()
+        return await entry.cascade.generate(prompt)
+    finally:
+        if _release(entry):
+            await entry.cascade.aclose()
 
 
 def generate_sync(prompt: PromptLike, config: ConfigLike = None) -> CascadeResult:
-    """Blocking twin of :func:`generate`."""
-    return _cascade_for(config).generate_sync(prompt)
+    """Blocking twin of :func:`generate` (through :meth:`Cascade.generate_sync`)."""
+    entry, to_close = _acquire(config)
+    try:
+        for c in to_close:
+            c.close()
+        return entry.cascade.generate_sync(prompt)
+    finally:
+        if _release(entry):
+            entry.cascade.close()

@@ -246,3 +246,68 @@ def test_run_sync_drops_contexts_their_raisers_suppressed() -> None:
     with pytest.raises(ValueError) as info:
         run_sync(provider_call)
     assert info.value.__context__ is None and info.value.__cause__ is None
+
+
+# --------------------------------------------------------------------------- module-level helpers
+
+
+class PricedMock(MockProvider):
+    """Stands in for the litellm provider the module-level helpers' cascades build (10 prompt tokens, 1 out)."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda r: MockProvider.texts(r.model, ["Paris"] * r.n, prompt_tokens=10))
+
+
+@pytest.fixture
+def helpers(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The module-level helpers with a mock provider and an empty cache (closed again afterwards)."""
+    monkeypatch.setattr(cascade_mod, "LiteLLMProvider", PricedMock)
+    semcascade.close_cached_cascades()
+    yield semcascade
+    semcascade.close_cached_cascades()
+
+
+def helper_config(name: str = "only", **budget: float) -> dict[str, Any]:
+    tier = {"name": name, "model": "openai/gpt-4o-mini", "k": 1, "max_tokens": 10}
+    price = {"input_cost_per_token": 1e-3, "output_cost_per_token": 1e-3}
+    return {"tiers": [{**tier, **price}], "scorer": {"name": "lexical"}, "budget": budget}
+
+
+def test_equal_configs_share_one_cascade_its_run_budget_and_scorer(helpers: Any) -> None:
+    # the call's worst case is (22 prompt-bound + 10) tokens x 1e-3 = 0.032; it bills (10 + 1) x 1e-3 = 0.011
+    first = helpers.generate_sync("q?", config=helper_config(max_cost_per_run=0.04))
+    assert first.text == "Paris" and first.cost == pytest.approx(0.011)
+    # the same config, written again: the same cascade, which remembers the first call's spend
+    with pytest.raises(semcascade.BudgetExceededError, match="max_cost_per_run"):
+        helpers.generate_sync("q?", config=helper_config(max_cost_per_run=0.04))
+    a = helpers._cascade_for(helper_config(max_cost_per_run=0.04))
+    assert a is helpers._cascade_for(helper_config(max_cost_per_run=0.04))
+    assert a.run_budget.spent_cost == pytest.approx(0.011) and a.scorer is helpers._cascade_for(a.config).scorer
+    assert helpers._cascade_for(helper_config(max_cost_per_run=0.05)) is not a  # another config, another cascade
+
+
+async def test_the_async_helper_shares_the_cascade_too(helpers: Any) -> None:
+    cfg = helper_config(max_cost_per_run=1.0)
+    await helpers.generate("q?", config=cfg)
+    await helpers.generate("q?", config=cfg)
+    assert helpers._cascade_for(cfg).run_budget.spent_cost == pytest.approx(0.022)
+
+
+def test_the_least_recently_used_cascade_is_evicted_and_closed(helpers: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[str] = []
+    real_close = Cascade.close
+
+    def spy_close(self: Cascade) -> None:
+        closed.append(self.config.tiers[0].name)
+        real_close(self)
+
+    monkeypatch.setattr(Cascade, "close", spy_close)
+    configs = [helper_config(f"t{i}") for i in range(helpers.CASCADE_CACHE_SIZE)]
+    for cfg in configs:
+        helpers.generate_sync("q?", config=cfg)
+    helpers.generate_sync("q?", config=configs[0])  # t0 used again: t1 is now the least recently used
+    assert closed == []
+    helpers.generate_sync("q?", config=helper_config("one-more"))
+    assert closed == ["t1"]
+    helpers.close_cached_cascades()  # what runs at interpreter exit
+    assert sorted(closed) == sorted(["t1", "one-more", *(f"t{i}" for i in range(helpers.CASCADE_CACHE_SIZE) if i != 1)])

@@ -1,5 +1,8 @@
 """semcascade: black-box semantic-agreement LLM cascades.
 
+``import semcascade`` loads the cascade itself; the research APIs
+(calibration, routing, strategy memory, confidence models) load on first use.
+
 A request goes to the cheapest tier first; the tier samples k answers, scores
 their meaning-level agreement, and returns the consensus when they agree.
 Only on disagreement does the request escalate to the next, stronger tier.
@@ -19,27 +22,19 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from semcascade._budget import BudgetConfig
+from semcascade._lazy import lazy_exports
 from semcascade._retry import RetryConfig, RetryingProvider
 from semcascade.aggregation import Consensus, consensus, weighted_vote
 from semcascade.answers import AnswerFormat, extract_answer
-from semcascade.calibration import (
-    CalibrationReport,
-    Envelope,
-    ThresholdChoice,
-    calibrate_run,
-    calibrate_thresholds,
-    model_pool,
-    pairwise_envelope,
-)
 from semcascade.cascade import Cascade, PromptLike, normalize_messages
-from semcascade.confidence import ConfidenceModel, LogisticConfidence, TierEvidence, load_confidence_model
 from semcascade.config import (
+    BudgetConfig,
     CascadeConfig,
     EquivalenceConfig,
     LocalServerConfig,
+    PolicyConfig,
     ScorerConfig,
     TierConfig,
     load_config,
@@ -47,14 +42,17 @@ from semcascade.config import (
 from semcascade.errors import (
     AuthenticationError,
     BudgetExceededError,
+    CacheError,
     CalibrationError,
     CascadeFailedError,
     ConfidenceError,
     ConfigError,
+    DatasetNotInstalledError,
     DeadlineExceededError,
     EmptyPromptError,
     LocalServerError,
     MalformedResponseError,
+    MemoryStoreError,
     MissingAPIKeyError,
     PromptError,
     PromptTooLongError,
@@ -62,17 +60,11 @@ from semcascade.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
     RateLimitError,
+    RouterArtifactError,
+    RouterError,
     ScorerError,
     SemcascadeError,
     UnknownModelError,
-)
-from semcascade.memory import (
-    InMemoryStrategyStore,
-    MemoryConfig,
-    MemoryStoreError,
-    SQLiteStrategyStore,
-    StrategyMemory,
-    StrategyStore,
 )
 from semcascade.policy import Decision, DeferralPolicy, ThresholdPolicy, create_policy, register_policy
 from semcascade.providers import (
@@ -85,18 +77,57 @@ from semcascade.providers import (
     register_provider,
 )
 from semcascade.result import CascadeResult, MemoryTrace, SampleTrace, TierTrace
-from semcascade.routing import (
-    ConstantRouter,
-    PIKModel,
-    PIKRouter,
-    RoutedCascade,
-    Router,
-    RouterArtifactError,
-    RouterError,
-    train_pik,
-)
 from semcascade.scoring._registry import available_scorers, create_scorer, register_scorer
 from semcascade.scoring.base import AgreementScorer, PairJudgement
+
+if TYPE_CHECKING:  # the research APIs, imported on first use (see _LAZY below)
+    from semcascade.calibration import (
+        CalibrationReport,
+        Envelope,
+        ThresholdChoice,
+        calibrate_run,
+        calibrate_thresholds,
+        model_pool,
+        pairwise_envelope,
+    )
+    from semcascade.confidence import ConfidenceModel, LogisticConfidence, TierEvidence, load_confidence_model
+    from semcascade.memory import (
+        InMemoryStrategyStore,
+        MemoryConfig,
+        SQLiteStrategyStore,
+        StrategyMemory,
+        StrategyStore,
+    )
+    from semcascade.routing import ConstantRouter, PIKModel, PIKRouter, RoutedCascade, Router, train_pik
+
+#: research APIs (calibration, confidence fitting and models, strategy memory, routing): name -> module.
+#: ``import semcascade`` loads the cascade only; these load when first used (PEP 562).
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "CalibrationReport",
+            "Envelope",
+            "ThresholdChoice",
+            "calibrate_run",
+            "calibrate_thresholds",
+            "model_pool",
+            "pairwise_envelope",
+        ),
+        "semcascade.calibration",
+    ),
+    **dict.fromkeys(
+        ("ConfidenceModel", "LogisticConfidence", "TierEvidence", "load_confidence_model"), "semcascade.confidence"
+    ),
+    **dict.fromkeys(
+        ("InMemoryStrategyStore", "MemoryConfig", "SQLiteStrategyStore", "StrategyMemory", "StrategyStore"),
+        "semcascade.memory",
+    ),
+    **dict.fromkeys(
+        ("ConstantRouter", "PIKModel", "PIKRouter", "RoutedCascade", "Router", "train_pik"), "semcascade.routing"
+    ),
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __version__ = "0.1.0"
 
@@ -104,6 +135,7 @@ __all__ = [
     "AgreementScorer",
     "AnswerFormat",
     "AuthenticationError",
+    "CacheError",
     "CalibrationError",
     "CalibrationReport",
     "BudgetConfig",
@@ -120,6 +152,7 @@ __all__ = [
     "ConfigError",
     "Consensus",
     "ConstantRouter",
+    "DatasetNotInstalledError",
     "DeadlineExceededError",
     "Decision",
     "DeferralPolicy",
@@ -140,6 +173,7 @@ __all__ = [
     "PIKModel",
     "PIKRouter",
     "PairJudgement",
+    "PolicyConfig",
     "PromptError",
     "PromptTooLongError",
     "Provider",

@@ -12,6 +12,9 @@ The prompt bound counts every UTF-8 byte of the messages as a token (a
 byte-level BPE or byte-fallback tokenizer never makes more tokens than bytes)
 plus a chat-template allowance per message; completions are bounded by
 ``max_tokens`` per sample.
+
+The caps themselves are :class:`~semcascade.config.BudgetConfig` (the
+``budget:`` block of a config; re-exported here).
 """
 
 from __future__ import annotations
@@ -21,12 +24,11 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:
-    from semcascade.sampling import ResolvedTier
+from semcascade.config import BudgetConfig
+from semcascade.costs import tier_cost
+from semcascade.sampling import ResolvedTier, split_k
 
 __all__ = ["BudgetConfig", "BudgetLedger", "CallBudget", "Estimate", "prompt_token_bound", "tier_upper_bound"]
 
@@ -34,25 +36,6 @@ __all__ = ["BudgetConfig", "BudgetLedger", "CallBudget", "Estimate", "prompt_tok
 TEMPLATE_TOKENS_PER_MESSAGE = 8
 #: tokens allowed once per request (the assistant turn's opening)
 TEMPLATE_TOKENS_PER_REQUEST = 8
-
-
-class BudgetConfig(BaseModel):
-    """Caps per call (one ``generate``) and per run (one ``Cascade``); ``None`` = no cap.
-
-    Money is in the same unit as the tiers' prices (USD for litellm's cost
-    map); tokens are prompt + completion tokens as the providers report them.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    max_cost_per_call: float | None = Field(default=None, ge=0.0)
-    max_tokens_per_call: int | None = Field(default=None, ge=0)
-    max_cost_per_run: float | None = Field(default=None, ge=0.0)
-    max_tokens_per_run: int | None = Field(default=None, ge=0)
-
-    @property
-    def limits_calls(self) -> bool:
-        return self.max_cost_per_call is not None or self.max_tokens_per_call is not None
 
 
 @dataclass(frozen=True)
@@ -85,9 +68,6 @@ def tier_upper_bound(tier: ResolvedTier, messages: Sequence[Mapping[str, Any]], 
     ``max_tokens`` completion tokens. Money uses :func:`semcascade.costs.tier_cost`
     (configured prices, else litellm's cost map; unknown prices count as 0).
     """
-    from semcascade.costs import tier_cost
-    from semcascade.sampling import split_k
-
     cfg = tier.config
     k = cfg.k if k is None else k
     prompt = prompt_token_bound(messages)

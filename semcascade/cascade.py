@@ -14,6 +14,7 @@ from semcascade._budget import BudgetLedger, CallBudget, Estimate, tier_upper_bo
 from semcascade._deadline import DeadlineReached, deadline_guard, deadline_scope, expired
 from semcascade._limits import TierLimiter
 from semcascade._retry import RetryingProvider, count_retries
+from semcascade._sync import in_running_loop, run_sync
 from semcascade.aggregation import Consensus
 from semcascade.confidence import ConfidenceModel, TierEvidence, load_confidence_model
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
@@ -99,6 +100,48 @@ def _load_confidence(tier: TierConfig) -> ConfidenceModel:
     return model
 
 
+def _routes_through_litellm(provider: Provider | None) -> bool:
+    """Whether tier models are litellm model strings: the default provider, or one wrapping litellm's."""
+    for _ in range(8):  # wrappers (retries, response cache, local-server guard) keep the real one in .inner
+        if provider is None or isinstance(provider, LiteLLMProvider):
+            return True
+        provider = getattr(provider, "inner", None)
+        if provider is None:
+            return False
+    return False
+
+
+def _check_litellm_models(cfg: CascadeConfig) -> None:
+    """Raise :class:`UnknownModelError` for a tier model litellm cannot route, before any tier is called.
+
+    ``local/`` models are checked against the local registry elsewhere; a tier with an ``api_base``
+    may serve any name (it cannot be checked offline). litellm is imported only when there is
+    something to check.
+    """
+    todo = [
+        (t.name, m) for t in cfg.tiers if t.api_base is None for m in t.model_list if not m.startswith(LOCAL_PREFIX)
+    ]
+    if not todo:
+        return
+    from semcascade.errors import UnknownModelError
+    from semcascade.providers import _prepare_litellm_env
+
+    _prepare_litellm_env()
+    import litellm
+
+    litellm.suppress_debug_info = True  # else get_llm_provider prints a provider list before raising
+    for tier, model in todo:
+        try:
+            litellm.get_llm_provider(model)
+        except litellm.exceptions.BadRequestError:
+            raise UnknownModelError(
+                "litellm cannot tell the provider from this model string; write it as 'provider/model' "
+                "(e.g. openai/gpt-4o-mini), 'local/NAME' for the embedded server, or give the tier an api_base",
+                model=model,
+                tier=tier,
+            ) from None
+
+
 class Cascade:
     """A reusable cascade: loads the scorer, clients and local server once.
 
@@ -106,8 +149,9 @@ class Cascade:
     >>> result = cascade.generate_sync("What is the capital of France?")
     >>> result.text, result.tier, result.agreement
 
-    Use it as a (async) context manager, or call :meth:`close`, to stop a local
-    server it started.
+    Use it as a (async) context manager, or call :meth:`close` / :meth:`aclose`:
+    they wait for background strategy learning, close the HTTP clients and the
+    memory store, and stop a local server it started.
     """
 
     def __init__(
@@ -130,7 +174,7 @@ class Cascade:
         self.task = task
         self._provider = provider
         self._scorer = scorer
-        self.policy: DeferralPolicy = policy or create_policy(self.config.policy)
+        self.policy: DeferralPolicy = policy or create_policy(self.config.policy.name, **self.config.policy.options)
         #: model resolution and the managed local server's lifecycle (shared by a config's tasks)
         self.endpoints = endpoints or Endpoints(self.config, local_server=local_server, local_api_base=local_api_base)
         self._owns_endpoints = endpoints is None
@@ -148,6 +192,7 @@ class Cascade:
             self._extra_hooks.append(self.drift)
         self._memory_hook: MemoryHook | None = None
         self.memory = memory if memory is not None else StrategyMemory.from_config(self.config.memory)
+        self._owns_memory = memory is None
         #: what the provider calls go through: the provider wrapped in per-tier retries
         self._caller: Provider | None = None
         budget = self.config.budget
@@ -192,6 +237,9 @@ class Cascade:
                     )
         for t in cfg.tiers:
             t.api_key()  # MissingAPIKeyError now, not after the cheap tier was paid for
+        if _routes_through_litellm(self._provider):
+            _check_litellm_models(cfg)  # UnknownModelError now, likewise
+        for t in cfg.tiers:
             if t.confidence_model is not None:
                 self._confidence[t.name] = _load_confidence(t)
             self._signals[t.name] = _check_signal(cfg, t, self._confidence.get(t.name))
@@ -541,30 +589,72 @@ class Cascade:
             latency_s=time.perf_counter() - started,
         )
 
-    def generate_sync(self, prompt: PromptLike, *, deadline_s: float | None = None) -> CascadeResult:
-        """Blocking twin of :meth:`generate` (not for use inside a running event loop)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._generate_in_own_loop(prompt, deadline_s))
-        raise RuntimeError("generate_sync() was called inside a running event loop; use 'await generate()' there")
+    def generate_sync(
+        self, prompt: PromptLike, *, deadline_s: float | None = None, task: str | None = None
+    ) -> CascadeResult:
+        """Blocking twin of :meth:`generate` (not for use inside a running event loop).
 
-    async def _generate_in_own_loop(self, prompt: PromptLike, deadline_s: float | None) -> CascadeResult:
-        try:
-            return await self.generate(prompt, deadline_s=deadline_s)
-        finally:
-            for hook in self.hooks:  # this loop ends with the call: background work finishes first
-                await hook.aclose()
-            await close_loop_clients()  # the loop ends with this call: its pooled connections must not leak
+        Each call runs in its own event loop (:func:`semcascade._sync.run_sync`), which ends with
+        the call: background strategy learning started in it finishes and its HTTP clients are
+        closed first.
+        """
+        return self._generate_in_own_loop(prompt, deadline_s, task)
+
+    def _generate_in_own_loop(
+        self, prompt: PromptLike, deadline_s: float | None, task: str | None = None
+    ) -> CascadeResult:
+        return run_sync(lambda: self.generate(prompt, deadline_s=deadline_s, task=task), loop_end=self._end_of_loop)
 
     # ------------------------------------------------------------------ lifecycle
 
-    def close(self) -> None:
-        """Stop a local server this cascade started (a reused one keeps running)."""
+    async def _end_of_loop(self) -> None:
+        """What the running event loop owes before it ends: its background learning finished, its clients closed."""
         for sub in self._task_cascades.values():
-            sub.close()
-        if self._owns_endpoints:
+            await sub._end_of_loop()
+        for hook in self.hooks:  # background work (strategy learning) finishes first
+            await hook.aclose()
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        """Close the HTTP clients of the running event loop (the one place that knows how)."""
+        await close_loop_clients()
+
+    def _release(self) -> None:
+        """The blocking part of closing: the memory store this cascade built, and a local server it started."""
+        if self.memory is not None and self._owns_memory:
+            self.memory.close()
+        for sub in self._task_cascades.values():
+            sub._release()
+        if self._owns_endpoints:  # a task's cascade shares its parent's local server
             self.endpoints.close()
+
+    async def aclose(self) -> None:
+        """Close the cascade: wait for background strategy learning, close the HTTP clients, close the
+        memory store (one built from the config; a ``memory=`` passed in is the caller's) and stop a
+        local server this cascade started (a reused or given one keeps running). Idempotent."""
+        await self._end_of_loop()
+        await asyncio.to_thread(self._release)
+
+    def close(self) -> None:
+        """Blocking twin of :meth:`aclose`: the same cleanup.
+
+        Inside a running event loop (a notebook cell, ``with`` in async code) this call cannot wait
+        on that loop: background strategy learning still pending on it is an error (use ``await
+        cascade.aclose()`` or ``async with``), and its HTTP clients are closed by a task scheduled
+        on it.
+        """
+        if not in_running_loop():
+            run_sync(self.aclose, name="close()", instead="await aclose()")
+            return
+        loop = asyncio.get_running_loop()
+        pending = self.memory.pending_in(loop) if self.memory is not None else 0
+        if pending:
+            raise RuntimeError(
+                f"close() was called inside a running event loop with {pending} background strategy task(s) "
+                "still learning on it; use 'await cascade.aclose()' (or 'async with') to wait for them"
+            )
+        self._closing = loop.create_task(self._close_clients())  # referenced until it has run
+        self._release()
 
     def __enter__(self) -> Cascade:
         return self
@@ -577,13 +667,3 @@ class Cascade:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    async def aclose(self) -> None:
-        """Async close: wait for background strategy learning, close this loop's clients, stop an owned server."""
-        for sub in self._task_cascades.values():
-            for hook in sub.hooks:
-                await hook.aclose()
-        for hook in self.hooks:
-            await hook.aclose()
-        await close_loop_clients()
-        await asyncio.to_thread(self.close)

@@ -147,7 +147,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from semcascade.cascade import Cascade
 
     with Cascade(args.config) as cascade:
-        result = cascade.generate_sync(args.prompt)
+        if args.task is not None and args.task != "auto":
+            cascade.config.task_config(args.task)  # an unknown task: one line, before anything is paid
+        result = cascade.generate_sync(args.prompt, task=args.task)
     if args.json:
         print(result.model_dump_json(indent=2))
         return 0
@@ -372,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_arg(g)
     g.add_argument("--json", action="store_true", help="print the full result with its trace as JSON")
     g.add_argument("--quiet", "-q", action="store_true", help="print only the answer")
+    g.add_argument("--task", default=None, help="run one of the config's tasks (default: its default_task)")
     g.set_defaults(func=_cmd_generate)
 
     d = sub.add_parser("demo", help="run the cascade on sample questions next to the strong tier alone")

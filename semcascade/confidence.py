@@ -4,9 +4,10 @@ Agreement among samples is one piece of evidence; the answer's token
 probabilities (P(T)), how much of it is grounded in the prompt, and its form
 are others. A :class:`ConfidenceModel` turns a tier's :class:`TierEvidence`
 into one number in [0, 1] that the deferral policy compares with the tier's
-threshold. The shipped model is a logistic regression over named features,
-fitted on a calibration split and stored as a small, versioned JSON artifact
-(no pickle): :class:`LogisticConfidence`.
+threshold. The shipped model is a logistic regression over named features
+(:mod:`semcascade.logistic`, the same model and artifact format as the
+router's), fitted on a calibration split and stored as a small, versioned JSON
+artifact (no pickle): :class:`LogisticConfidence`.
 
 Features are looked up by name in :data:`FEATURES`; a feature that needs
 evidence a provider did not return (token log-probabilities) raises
@@ -21,6 +22,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -28,11 +30,16 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike
 
+from semcascade import logistic
 from semcascade.errors import ConfidenceError
+from semcascade.logistic import ARTIFACT_FORMAT as LOGISTIC_FORMAT
+from semcascade.logistic import ARTIFACT_VERSION, LogisticModel, artifact_json, read_artifact, save_artifact
 from semcascade.text import answer_tokens
 
 __all__ = [
     "ARTIFACT_FORMAT",
+    "ARTIFACT_KIND",
+    "LEGACY_FORMAT",
     "EMPTY_ANSWER_LOGPROB",
     "BUILTIN_PREFIX",
     "FEATURES",
@@ -44,8 +51,8 @@ __all__ = [
     "load_confidence_model",
 ]
 
-#: the artifact format this code reads and writes
-ARTIFACT_FORMAT = "semcascade.confidence/1"
+#: the artifact format this code writes (:mod:`semcascade.logistic`; it also reads ``LEGACY_FORMAT``)
+ARTIFACT_FORMAT = LOGISTIC_FORMAT
 #: ``builtin:NAME`` loads ``semcascade/artifacts/NAME.json``
 BUILTIN_PREFIX = "builtin:"
 
@@ -185,9 +192,16 @@ class ConfidenceModel(Protocol):
     def confidence(self, evidence: TierEvidence) -> float: ...
 
 
+#: ``kind`` of a confidence model's artifact (:mod:`semcascade.logistic`)
+ARTIFACT_KIND = "confidence"
+#: the layout before the shared logistic artifact; still read (migrated on load)
+LEGACY_FORMAT = "semcascade.confidence/1"
+
+
 @dataclass(frozen=True)
 class LogisticConfidence:
-    """A logistic regression over standardised features, stored as a versioned JSON artifact."""
+    """A :class:`~semcascade.logistic.LogisticModel` over named confidence features, with its name, version and
+    provenance, stored as a versioned JSON artifact (:mod:`semcascade.logistic`)."""
 
     name: str
     version: str
@@ -200,18 +214,21 @@ class LogisticConfidence:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        k = len(self.features)
-        if not (len(self.mean) == len(self.scale) == len(self.weights) == k) or k == 0:
-            raise ConfidenceError(f"confidence model {self.name!r}: features, mean, scale and weights differ in length")
+        try:
+            self.model  # noqa: B018  (validates the weights)
+        except ValueError as exc:
+            raise ConfidenceError(f"confidence model {self.name!r}: {exc}") from None
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown:
             raise ConfidenceError(f"confidence model {self.name!r} uses unknown features {unknown}")
-        if any(s <= 0 for s in self.scale):
-            raise ConfidenceError(f"confidence model {self.name!r}: every scale must be > 0")
+
+    @cached_property
+    def model(self) -> LogisticModel:
+        """The logistic model itself."""
+        return LogisticModel(self.features, self.mean, self.scale, self.weights, self.bias)
 
     def score(self, x: Sequence[float]) -> float:
-        z = self.bias + sum(w * (v - m) / s for w, v, m, s in zip(self.weights, x, self.mean, self.scale, strict=True))
-        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+        return self.model.score(x)
 
     def confidence(self, evidence: TierEvidence) -> float:
         return self.score(feature_vector(evidence, self.features))
@@ -221,41 +238,43 @@ class LogisticConfidence:
         return any(f.startswith("lp_") for f in self.features)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": ARTIFACT_FORMAT,
-            "name": self.name,
-            "version": self.version,
-            "features": list(self.features),
-            "mean": list(self.mean),
-            "scale": list(self.scale),
-            "weights": list(self.weights),
-            "bias": self.bias,
-            "provenance": self.provenance,
-        }
+        return artifact_json(
+            ARTIFACT_KIND,
+            [self.model],
+            names=[self.name],
+            meta={"name": self.name, "version": self.version, "provenance": self.provenance},
+        )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
-        return p
+        """Write the artifact to ``path`` atomically (creating its folder)."""
+        try:
+            return save_artifact(path, self.to_json())
+        except (OSError, ValueError) as exc:
+            raise ConfidenceError(f"cannot write confidence model {str(path)!r}: {exc}; check the path") from None
 
     @classmethod
     def from_json(cls, data: Any, *, source: str = "<artifact>") -> LogisticConfidence:
-        if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
+        fix = "fit one with `semcascade fit-confidence`"
+        if not isinstance(data, dict) or data.get("format") not in (ARTIFACT_FORMAT, LEGACY_FORMAT):
             raise ConfidenceError(
-                f"{source}: not a semcascade confidence artifact (expected format {ARTIFACT_FORMAT!r}); "
-                "fit one with `semcascade fit-confidence`"
+                f"{source}: not a semcascade confidence artifact (expected format {ARTIFACT_FORMAT!r}); {fix}"
             )
+        art = read_artifact(
+            data, kind=ARTIFACT_KIND, error=ConfidenceError, what=source, legacy={LEGACY_FORMAT: _from_v1}
+        )
+        if len(art.models) != 1:
+            raise ConfidenceError(f"{source}: a confidence artifact holds one model, this one {len(art.models)}; refit")
+        m, meta = art.models[0], art.meta
         try:
             return cls(
-                name=str(data["name"]),
-                version=str(data["version"]),
-                features=tuple(str(f) for f in data["features"]),
-                mean=tuple(float(x) for x in data["mean"]),
-                scale=tuple(float(x) for x in data["scale"]),
-                weights=tuple(float(x) for x in data["weights"]),
-                bias=float(data["bias"]),
-                provenance=dict(data.get("provenance") or {}),
+                name=str(meta["name"]),
+                version=str(meta["version"]),
+                features=m.features,
+                mean=m.mean,
+                scale=m.scale,
+                weights=m.weights,
+                bias=m.bias,
+                provenance=dict(meta.get("provenance") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfidenceError(f"{source}: malformed confidence artifact ({exc!r}); refit it") from None
@@ -266,8 +285,23 @@ class LogisticConfidence:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:12]
 
 
+def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A ``semcascade.confidence/1`` artifact (one flat object) in the shared layout."""
+    model = {k: data[k] for k in ("features", "mean", "scale", "weights", "bias")}
+    return {
+        "format": ARTIFACT_FORMAT,
+        "version": ARTIFACT_VERSION,
+        "kind": ARTIFACT_KIND,
+        "meta": {"name": data["name"], "version": data["version"], "provenance": data.get("provenance") or {}},
+        "models": [{"name": data["name"], **model, "meta": {}}],
+    }
+
+
 def load_confidence_model(spec: str) -> LogisticConfidence:
-    """``builtin:NAME`` (shipped in ``semcascade/artifacts``) or a path to an artifact JSON file."""
+    """``builtin:NAME`` (shipped in ``semcascade/artifacts``) or a path to an artifact JSON file.
+
+    Artifacts in the format before :mod:`semcascade.logistic` (``semcascade.confidence/1``) load too.
+    """
     if spec.startswith(BUILTIN_PREFIX):
         name = spec[len(BUILTIN_PREFIX) :]
         ref = resources.files("semcascade") / "artifacts" / f"{name}.json"
@@ -299,7 +333,7 @@ def fit_logistic(
     l2: float = 1.0,
     provenance: dict[str, Any] | None = None,
 ) -> LogisticConfidence:
-    """Fit an L2-regularised logistic regression by Newton's method (deterministic, numpy only).
+    """Fit a confidence model with :func:`semcascade.logistic.fit` (L2-regularised, deterministic, numpy only).
 
     ``l2`` penalises the standardised weights (not the bias), like
     scikit-learn's ``C = 1 / l2``.
@@ -310,28 +344,17 @@ def fit_logistic(
         raise ConfidenceError("fit_logistic: x must be (n, len(features)) and y (n,)")
     if xa.shape[0] < 10 or ya.min() == ya.max():
         raise ConfidenceError("fit_logistic needs at least 10 examples with both outcomes present")
-    mean = xa.mean(axis=0)
-    scale = xa.std(axis=0)
-    scale[scale < 1e-9] = 1.0
-    z = np.hstack([np.ones((xa.shape[0], 1)), (xa - mean) / scale])
-    w = np.zeros(z.shape[1])
-    reg = np.full(z.shape[1], l2)
-    reg[0] = 0.0
-    for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-np.clip(z @ w, -60, 60)))
-        grad = z.T @ (p - ya) + reg * w
-        hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(reg) + 1e-9 * np.eye(z.shape[1])
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if float(np.abs(step).max()) < 1e-10:
-            break
+    try:
+        m = logistic.fit(xa, ya, features, l2=l2)
+    except ValueError as exc:
+        raise ConfidenceError(f"fit_logistic: {exc}") from None
     return LogisticConfidence(
         name=name,
         version=version,
-        features=tuple(features),
-        mean=tuple(float(v) for v in mean),
-        scale=tuple(float(v) for v in scale),
-        weights=tuple(float(v) for v in w[1:]),
-        bias=float(w[0]),
+        features=m.features,
+        mean=m.mean,
+        scale=m.scale,
+        weights=m.weights,
+        bias=m.bias,
         provenance=dict(provenance or {}),
     )

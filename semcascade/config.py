@@ -18,19 +18,19 @@ names the file and the field (``configs/x.yaml: tiers[0].k: ...``).
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from semcascade._budget import BudgetConfig
+from semcascade._named import JsonObject, NamedOptions, json_data
 from semcascade._retry import RetryConfig
 from semcascade.answers import AnswerFormat
+from semcascade.costs import unpriced_models
 from semcascade.drift import DriftConfig
 from semcascade.errors import ConfigError, MissingAPIKeyError
 from semcascade.memory.config import MemoryConfig
@@ -38,9 +38,12 @@ from semcascade.memory.config import MemoryConfig
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "LOCAL_PREFIX",
+    "BudgetConfig",
     "CascadeConfig",
     "EquivalenceConfig",
+    "JsonObject",
     "LocalServerConfig",
+    "PolicyConfig",
     "ScorerConfig",
     "TierConfig",
     "load_config",
@@ -60,24 +63,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-def _json_data(value: Any, _path: tuple[int, ...] = ()) -> Any:
-    """``value`` if it is plain JSON data (finite numbers, string keys, no self-reference), else ValueError."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"must be plain JSON data; {value!r} is not a finite number")
-    if isinstance(value, dict | list):
-        if id(value) in _path:
-            raise ValueError("must be plain JSON data; it refers to itself (a YAML alias inside its own anchor)")
-        for k, v in value.items() if isinstance(value, dict) else enumerate(value):
-            if isinstance(value, dict) and not isinstance(k, str):
-                raise ValueError(f"must be plain JSON data; key {k!r} is not a string")
-            _json_data(v, (*_path, id(value)))
-    elif value is not None and not isinstance(value, str | int | float):
-        raise ValueError(f"must be plain JSON data (text, numbers, lists, mappings), not {type(value).__name__}")
-    return value
-
-
-#: A free-form mapping passed on as JSON (litellm parameters, scorer options).
-JsonObject = Annotated[dict[str, Any], AfterValidator(_json_data)]
+#: kept under its old name for code that imported it from here
+_json_data = json_data
 
 
 class TierConfig(_Strict):
@@ -162,11 +149,16 @@ class TierConfig(_Strict):
         return value
 
 
-class ScorerConfig(_Strict):
+class ScorerConfig(NamedOptions):
     """Which agreement scorer to use, by registry name, with its options."""
 
-    name: str = "embedding"
-    options: JsonObject = Field(default_factory=dict)
+    name: str = Field(default="embedding", min_length=1)
+
+
+class PolicyConfig(NamedOptions):
+    """Which deferral policy to use, by registry name, with its options (``policy: threshold`` also works)."""
+
+    name: str = Field(default="threshold", min_length=1, description="registry name of the deferral policy")
 
 
 class EquivalenceConfig(_Strict):
@@ -202,6 +194,23 @@ class LocalServerConfig(_Strict):
         return self.ctx_size // self.parallel
 
 
+class BudgetConfig(_Strict):
+    """Caps per call (one ``generate``) and per run (one ``Cascade``); ``None`` = no cap.
+
+    Money is in the same unit as the tiers' prices (USD for litellm's cost
+    map); tokens are prompt + completion tokens as the providers report them.
+    """
+
+    max_cost_per_call: float | None = Field(default=None, ge=0.0)
+    max_tokens_per_call: int | None = Field(default=None, ge=0)
+    max_cost_per_run: float | None = Field(default=None, ge=0.0)
+    max_tokens_per_run: int | None = Field(default=None, ge=0)
+
+    @property
+    def limits_calls(self) -> bool:
+        return self.max_cost_per_call is not None or self.max_tokens_per_call is not None
+
+
 class CascadeConfig(_Strict):
     """A whole cascade: ordered tiers (cheapest first), scorer and policy."""
 
@@ -209,7 +218,9 @@ class CascadeConfig(_Strict):
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     equivalence: EquivalenceConfig = Field(default_factory=EquivalenceConfig)
     aggregation: Literal["mean_pairwise", "largest_cluster"] = "mean_pairwise"
-    policy: str = Field(default="threshold", description="deferral policy, by registry name")
+    policy: PolicyConfig = Field(
+        default_factory=PolicyConfig, description="deferral policy: {name, options} (a bare name also works)"
+    )
     final_action: Literal["answer", "abstain"] = Field(
         default="answer", description="what the last tier does when its samples disagree"
     )
@@ -273,6 +284,25 @@ class CascadeConfig(_Strict):
             raise ConfigError(f"unknown task {name!r}; the config defines: {known}")
         base = self.model_dump(exclude={"tasks", "default_task"})
         return CascadeConfig.model_validate({**base, **self.tasks[name]})
+
+    @model_validator(mode="after")
+    def _money_caps_can_bind(self) -> CascadeConfig:
+        """A money cap over a tier that costs nothing per call would never stop it: refuse the config."""
+        caps = [c for c in ("max_cost_per_call", "max_cost_per_run") if getattr(self.budget, c) is not None]
+        if not caps:
+            return self
+        for t in self.tiers:
+            unpriced = unpriced_models(t)
+            if unpriced:
+                raise ValueError(
+                    f"budget.{caps[0]} is set, but tier {t.name!r} has no price for {', '.join(unpriced)} "
+                    "(no input_cost_per_token/output_cost_per_token, and litellm's cost map does not price it; "
+                    "local/ models are never in it), so its calls would count as free and the cap would never "
+                    "bind. Set the tier's input_cost_per_token and output_cost_per_token (0 if it really is "
+                    "free; for local models e.g. parameters x 1e-15 per token, as configs/local.yaml does), or "
+                    "cap tokens instead with budget.max_tokens_per_call / max_tokens_per_run"
+                )
+        return self
 
     @property
     def uses_local_server(self) -> bool:

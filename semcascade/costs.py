@@ -1,12 +1,36 @@
-"""Cost accounting: configured per-token prices, else litellm's (offline) cost map."""
+"""Cost accounting: configured per-token prices, else litellm's (offline) cost map.
+
+Money is only what the prices say: a tier's ``parameters`` give its FLOPs
+(:func:`tier_flops`), never a price. A tier with no configured price whose
+model the cost map does not know costs 0 per call; :func:`unpriced_models`
+names such models so a money cap over them can be refused when the config is
+loaded (it would never bind).
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from semcascade.config import TierConfig
+if TYPE_CHECKING:
+    from semcascade.config import TierConfig
 
-__all__ = ["tier_cost", "tier_flops"]
+__all__ = ["tier_cost", "tier_flops", "unpriced_models"]
+
+#: models written ``local/NAME`` are served by the managed llama-server (as in semcascade.config)
+_LOCAL_PREFIX = "local/"
+
+
+def _unknown_model_errors() -> tuple[type[BaseException], ...]:
+    """What litellm's ``cost_per_token`` raises for a model it cannot price.
+
+    ``BadRequestError``: no provider can be inferred from the model string
+    (``get_llm_provider``); ``ModelNotMappedError``: the provider is known but the
+    model is not in the cost map.
+    """
+    import litellm.exceptions as lx
+
+    return tuple(e for e in (getattr(lx, "BadRequestError", None), getattr(lx, "ModelNotMappedError", None)) if e)
 
 
 @lru_cache(maxsize=256)
@@ -19,8 +43,13 @@ def _cost_map_prices(model: str) -> tuple[float, float] | None:
 
     try:
         inp, out = litellm.cost_per_token(model=model, prompt_tokens=1_000_000, completion_tokens=1_000_000)
-    except Exception:  # unmapped model: litellm raises its own error types
+    except _unknown_model_errors():
         return None
+    except Exception as exc:
+        # litellm releases without ModelNotMappedError raise a bare Exception for an unmapped model
+        if type(exc) is Exception and "isn't mapped yet" in str(exc):
+            return None
+        raise
     return float(inp) / 1e6, float(out) / 1e6
 
 
@@ -34,6 +63,27 @@ def tier_cost(tier: TierConfig, model: str, prompt_tokens: int, completion_token
     if prices is None:
         return 0.0
     return prompt_tokens * prices[0] + completion_tokens * prices[1]
+
+
+def unpriced_models(tier: TierConfig) -> list[str]:
+    """The tier's models whose calls would cost 0 without anyone saying so.
+
+    None when the tier configures a price (an explicit 0 is a statement).
+    Otherwise every ``local/`` model (the cost map never knows the embedded
+    server's models) and every model the cost map does not price, or prices at
+    zero. litellm is imported only when a non-local model has to be looked up.
+    """
+    if tier.input_cost_per_token is not None or tier.output_cost_per_token is not None:
+        return []
+    out = []
+    for m in tier.model_list:
+        if m.startswith(_LOCAL_PREFIX):
+            out.append(m)
+            continue
+        prices = _cost_map_prices(m)
+        if prices is None or prices == (0.0, 0.0):
+            out.append(m)
+    return out
 
 
 def tier_flops(tier: TierConfig, prompt_tokens: int, completion_tokens: int) -> float | None:

@@ -1,7 +1,10 @@
 """The exception hierarchy of semcascade.
 
 Every error a user can trigger derives from :class:`SemcascadeError`; each
-message names the problem *and* the fix, and never contains a secret.
+message names the problem *and* the fix, and never contains a secret. Every
+exception class of the package is defined here (the modules that raise one
+re-export it under its old import path); ``tests/unit/test_errors_module.py``
+keeps it that way.
 
     SemcascadeError
     ├── ConfigError                 config file missing, malformed or invalid
@@ -17,8 +20,14 @@ message names the problem *and* the fix, and never contains a secret.
     │   ├── ProviderUnavailableError  5xx or connection failure (transient)
     │   └── MalformedResponseError
     ├── ScorerError                 an agreement scorer could not be built or run
+    │   └── ConfidenceError         a deferral-confidence model is missing, malformed or lacks evidence
     ├── LocalServerError            the managed llama-server could not be set up
     ├── CalibrationError            eval results unusable, or a calibration target cannot be met
+    ├── RouterError                 a router cannot be trained or used
+    │   └── RouterArtifactError     a router artifact is missing, unreadable or inconsistent
+    ├── MemoryStoreError            a strategy store cannot be used
+    ├── CacheError                  the response cache file cannot be used
+    ├── DatasetNotInstalledError    the package that ships an eval dataset is not installed
     └── CascadeFailedError          no tier produced an answer (carries the trace)
         ├── DeadlineExceededError   the call's deadline passed before any answer
         └── BudgetExceededError     the budget allowed no tier that could answer
@@ -26,6 +35,7 @@ message names the problem *and* the fix, and never contains a secret.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,15 +43,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthenticationError",
+    "CacheError",
     "CalibrationError",
     "BudgetExceededError",
     "CascadeFailedError",
     "ConfidenceError",
     "ConfigError",
+    "DatasetNotInstalledError",
     "DeadlineExceededError",
     "EmptyPromptError",
     "LocalServerError",
     "MalformedResponseError",
+    "MemoryStoreError",
     "MissingAPIKeyError",
     "PromptError",
     "PromptTooLongError",
@@ -49,6 +62,8 @@ __all__ = [
     "ProviderTimeoutError",
     "ProviderUnavailableError",
     "RateLimitError",
+    "RouterArtifactError",
+    "RouterError",
     "ScorerError",
     "SemcascadeError",
     "UnknownModelError",
@@ -159,6 +174,30 @@ class LocalServerError(SemcascadeError):
 
 class CalibrationError(SemcascadeError, ValueError):
     """Eval results cannot be loaded or used (missing file, unknown signal), or no thresholds meet a target."""
+
+
+class RouterError(SemcascadeError, ValueError):
+    """A router cannot be trained or used (unusable eval logs, bad options, wrong number of tiers)."""
+
+
+class RouterArtifactError(RouterError):
+    """A router artifact file is missing, not JSON, of another format/version, or inconsistent."""
+
+
+class MemoryStoreError(SemcascadeError):
+    """A strategy store cannot be used (bad options, foreign or corrupt file, wrong embedding size)."""
+
+
+class CacheError(SemcascadeError):
+    """The response cache file cannot be used (not a cache, wrong version, corrupt, locked, closed)."""
+
+    def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = None if path is None else str(path)
+        super().__init__(f"response cache {str(path)!r}: {message}" if path is not None else message)
+
+
+class DatasetNotInstalledError(SemcascadeError):
+    """The package that ships a dataset is not installed (the message says how to install it)."""
 
 
 class CascadeFailedError(SemcascadeError):

@@ -61,7 +61,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from semcascade._sqlite import ThreadConnections, error_message, initialise_schema
-from semcascade.errors import SemcascadeError
+from semcascade.errors import CacheError
 from semcascade.providers import Choice, Completion, CompletionRequest, Provider, TokenLogprob
 
 __all__ = [
@@ -121,14 +121,6 @@ _COLUMNS = (
     "sample_index, text, completion_tokens, finish_reason, logprobs, tokens_estimated, "
     "model, prompt_tokens, latency_s, call_n, created_at"
 )
-
-
-class CacheError(SemcascadeError):
-    """The response cache file cannot be used (not a cache, wrong version, corrupt, locked, closed)."""
-
-    def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = None if path is None else str(path)
-        super().__init__(f"response cache {str(path)!r}: {message}" if path is not None else message)
 
 
 # --------------------------------------------------------------------------- keys

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar, get_args
 
-from semcascade.errors import SemcascadeError
+from semcascade.errors import DatasetNotInstalledError
 from semcascade.evaluation.splits import in_split
 
 __all__ = [
@@ -68,10 +68,6 @@ __all__ = [
 Task = Literal["qa", "rc", "summarization", "translation"]
 #: The task names an :class:`Example` may carry.
 TASKS: tuple[str, ...] = get_args(Task)
-
-
-class DatasetNotInstalledError(SemcascadeError):
-    """The package that ships a dataset is not installed (the message says how to install it)."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ split then reports how well it does on examples it never saw.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -153,8 +154,6 @@ def fit_confidence(
     )  # fmt: skip
     fit_auc = auroc([model.score(row) for row in x], y.tolist())
     cv_auc = _cv_auroc(x, y, features, l2, seed)
-    model = LogisticConfidence(
-        **{**model.__dict__, "provenance": {**provenance, "auroc_fit": fit_auc, "auroc_cv": cv_auc}}
-    )
+    model = dataclasses.replace(model, provenance={**provenance, "auroc_fit": fit_auc, "auroc_cv": cv_auc})
     per_feature = {f: auroc(x[:, i].tolist(), y.tolist()) for i, f in enumerate(features)}
     return FitReport(model, len(y), float(y.mean()), fit_auc, cv_auc, per_feature)

@@ -48,6 +48,7 @@ from semcascade.evaluation.replay import (
 )
 from semcascade.evaluation.splits import SPLITS
 from semcascade.local.paths import cache_dir
+from semcascade.policy import create_policy
 from semcascade.providers import Completion, CompletionRequest, LiteLLMProvider, Provider
 from semcascade.response_cache import CachingProvider, ResponseCache
 from semcascade.scoring._registry import create_scorer
@@ -144,6 +145,7 @@ def _shipped_outcomes(records: Sequence[ExampleRecord], cfg: CascadeConfig) -> l
         [t.threshold for t in cfg.tiers],
         final_action=cfg.final_action,
         final_answer=cfg.final_answer,
+        policy=create_policy(cfg.policy.name, **cfg.policy.options),
     )
 
 
@@ -369,8 +371,16 @@ async def run_eval(
 
 
 def run_eval_sync(config: str | os.PathLike[str] | CascadeConfig | None = None, **kwargs: Any) -> EvalReport:
-    """Blocking twin of :func:`run_eval`."""
-    return asyncio.run(run_eval(config, **kwargs))
+    """Blocking twin of :func:`run_eval` (its event loop ends with the call; that loop's clients are closed first)."""
+    from semcascade._sync import run_sync
+    from semcascade.providers import close_loop_clients
+
+    return run_sync(
+        lambda: run_eval(config, **kwargs),
+        loop_end=close_loop_clients,
+        name="run_eval_sync()",
+        instead="await run_eval()",
+    )
 
 
 def build_report(

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["MemoryConfig"]
+from semcascade._named import NamedOptions
+
+__all__ = ["STORE_RULES", "MemoryConfig", "StoreConfig"]
+
+#: memory-level settings every store factory receives (a store's own ``options`` may set them instead)
+STORE_RULES = ("path", "dedup_similarity", "max_entries", "eviction")
+
+
+class StoreConfig(NamedOptions):
+    """Which strategy store to use, by registry name (``sqlite``, ``memory`` or a registered one), with its
+    options (``memory.store: sqlite`` also works)."""
+
+    name: str = Field(default="sqlite", min_length=1, description="registry name of the strategy store")
 
 
 class MemoryConfig(BaseModel):
@@ -23,7 +35,10 @@ class MemoryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
-    store: str = Field(default="sqlite", description="strategy store, by registry name (sqlite, memory)")
+    store: StoreConfig = Field(
+        default_factory=StoreConfig,
+        description="strategy store: {name, options} by registry name (sqlite, memory); a bare name also works",
+    )
     path: str | None = Field(default=None, description="store file; None = <cache dir>/strategies.sqlite")
     top_k: int = Field(default=2, ge=1, le=20, description="strategies added to a cheap-tier prompt at most")
     min_similarity: float = Field(default=0.5, ge=-1.0, le=1.0, description="query cosine needed to retrieve")
@@ -59,7 +74,14 @@ class MemoryConfig(BaseModel):
     embedding_backend: Literal["onnx", "sentence-transformers"] = "onnx"
 
     @model_validator(mode="after")
-    def _path_not_blank(self) -> MemoryConfig:
+    def _consistent(self) -> MemoryConfig:
         if self.path is not None and not self.path.strip():
             raise ValueError("path must not be empty; omit it for the default <cache dir>/strategies.sqlite")
+        twice = sorted(k for k in STORE_RULES if k in self.model_fields_set and k in self.store.options)
+        if twice:
+            raise ValueError(f"{', '.join(twice)} given both in memory and in memory.store.options; set each once")
         return self
+
+    def store_options(self) -> dict[str, Any]:
+        """The keyword arguments of the store factory: the memory-level rules, then the store's own options."""
+        return {**{k: getattr(self, k) for k in STORE_RULES}, **self.store.options}

@@ -96,9 +96,7 @@ class StrategyMemory:
     ) -> None:
         self.config = config if config is not None else MemoryConfig(enabled=True)
         c = self.config
-        self.store: StrategyStore = store or create_store(
-            c.store, path=c.path, dedup_similarity=c.dedup_similarity, max_entries=c.max_entries, eviction=c.eviction
-        )
+        self.store: StrategyStore = store or create_store(c.store.name, **c.store_options())
         self._embedder = embedder
         #: spend of the strategy calls made in the background (``learn_in_background``)
         self.spend = BackgroundSpend()
@@ -171,6 +169,10 @@ class StrategyMemory:
             s.completion_tokens += trace.completion_tokens
             s.cost += trace.cost
             s.errors.extend(trace.errors)
+
+    def pending_in(self, loop: asyncio.AbstractEventLoop) -> int:
+        """Background learning tasks of ``loop`` not finished yet."""
+        return sum(1 for t in self._pending if t.get_loop() is loop)
 
     async def wait_learning(self) -> None:
         """Wait for the background learning tasks started on the running event loop."""

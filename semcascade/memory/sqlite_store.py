@@ -33,7 +33,6 @@ from semcascade.memory.store import (
     as_unit_vector,
     check_search_options,
     check_store_options,
-    register_store,
     top_matches,
 )
 
@@ -351,7 +350,6 @@ class SQLiteStrategyStore:
         return [_row_to_entry(r) for r in rows]
 
 
-@register_store("sqlite")
 def _sqlite_store(
     path: str | None = None, dedup_similarity: float = 0.92, max_entries: int = 1000, eviction: Eviction = "lru"
 ) -> SQLiteStrategyStore:

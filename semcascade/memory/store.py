@@ -21,10 +21,11 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from semcascade.errors import SemcascadeError
+from semcascade.errors import MemoryStoreError
 from semcascade.registry import Registry
 
 __all__ = [
+    "BUILTIN_STORES",
     "STRATEGY_STORES",
     "AddResult",
     "Eviction",
@@ -41,10 +42,6 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float32]
 Eviction = Literal["lru", "oldest"]
-
-
-class MemoryStoreError(SemcascadeError):
-    """A strategy store cannot be used (bad options, foreign or corrupt file, wrong embedding size)."""
 
 
 def query_hash(query: str) -> str:
@@ -234,11 +231,13 @@ class InMemoryStrategyStore:
 # --------------------------------------------------------------------------- registry
 
 
-def _load_builtin_stores() -> None:
-    import semcascade.memory.sqlite_store  # noqa: F401  (registers "sqlite")
+#: name -> "module:factory" of the stores semcascade ships (imported on first use)
+BUILTIN_STORES = {
+    "memory": "semcascade.memory.store:_memory_store",
+    "sqlite": "semcascade.memory.sqlite_store:_sqlite_store",
+}
 
-
-STRATEGY_STORES: Registry[StrategyStore] = Registry("strategy store", MemoryStoreError, _load_builtin_stores)
+STRATEGY_STORES: Registry[StrategyStore] = Registry("strategy store", MemoryStoreError, builtins=BUILTIN_STORES)
 
 
 def register_store(name: str) -> Callable[[Callable[..., StrategyStore]], Callable[..., StrategyStore]]:
@@ -259,7 +258,6 @@ def create_store(name: str = "sqlite", **options: Any) -> StrategyStore:
     return STRATEGY_STORES.create(name, **options)
 
 
-@register_store("memory")
 def _memory_store(
     path: str | None = None, dedup_similarity: float = 0.92, max_entries: int = 1000, eviction: Eviction = "lru"
 ) -> StrategyStore:

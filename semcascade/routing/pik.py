@@ -7,13 +7,17 @@ Splits: the examples :func:`semcascade.evaluation.splits.split_of` puts in
 seeded shuffle, into train and validation. The regularisation strength is
 chosen on validation AUROC; the reported test AUROC is never used for a choice.
 
-The fitted model is a versioned JSON artifact (weights, standardisation,
-feature spec, embedding model id, training data hash, metrics; no pickle),
-so it is readable, diffable and safe to load.
+Each tier's model is a :class:`semcascade.logistic.LogisticModel` (fitted by
+:func:`semcascade.logistic.fit` with balanced class weights); the router is
+stored as that module's versioned JSON artifact (kind ``router``: weights,
+standardisation, feature spec, embedding model id, training data hash,
+metrics; no pickle), so it is readable, diffable and safe to load. Artifacts
+of the router's earlier format (``semcascade.router`` version 1) still load.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -22,15 +26,19 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from semcascade.errors import SemcascadeError
+from semcascade.errors import RouterArtifactError, RouterError
 from semcascade.evaluation.metrics import auroc
 from semcascade.evaluation.records import examples_file
 from semcascade.evaluation.splits import split_of
+from semcascade.logistic import ARTIFACT_FORMAT as LOGISTIC_FORMAT
+from semcascade.logistic import ARTIFACT_VERSION, MIN_SCALE, LogisticModel, artifact_json, read_artifact, save_artifact
+from semcascade.logistic import fit as logistic_fit
 from semcascade.routing.features import (
     CHEAP_FEATURES,
     DEFAULT_EMBEDDING_MODEL,
@@ -43,31 +51,29 @@ from semcascade.routing.features import (
 
 __all__ = [
     "ARTIFACT_FORMAT",
+    "ARTIFACT_KIND",
     "ARTIFACT_VERSION",
+    "LEGACY_FORMAT",
     "LabelKind",
     "LoggedExample",
     "PIKModel",
     "RouterArtifactError",
     "RouterError",
     "TierModel",
+    "feature_names",
     "load_examples",
     "split_examples",
     "train_pik",
 ]
 
-ARTIFACT_FORMAT = "semcascade.router"
-ARTIFACT_VERSION = 1
+#: the artifact format written (:mod:`semcascade.logistic`, kind ``router``); ``LEGACY_FORMAT`` is still read
+ARTIFACT_FORMAT = LOGISTIC_FORMAT
+ARTIFACT_KIND = "router"
+#: the router's own format before the shared logistic artifact (version 1); migrated on load
+LEGACY_FORMAT = "semcascade.router"
 LabelKind = Literal["consensus", "greedy"]
 #: regularisation strengths tried; the best validation AUROC wins (ties: the stronger regularisation)
 C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0)
-
-
-class RouterError(SemcascadeError, ValueError):
-    """A router cannot be trained or used (unusable eval logs, bad options, wrong number of tiers)."""
-
-
-class RouterArtifactError(RouterError):
-    """A router artifact file is missing, not JSON, of another format/version, or inconsistent."""
 
 
 # --------------------------------------------------------------------------- data
@@ -172,14 +178,13 @@ def split_examples(
 # --------------------------------------------------------------------------- model
 
 
-def _sigmoid(z: FloatArray) -> FloatArray:
-    out: FloatArray = 1.0 / (1.0 + np.exp(-np.clip(z, -500.0, 500.0)))
-    return out
-
-
 @dataclass(frozen=True)
 class TierModel:
-    """Logistic model of one tier: P(correct) = sigmoid(((x - mean) / scale) . weights + intercept)."""
+    """Logistic model of one tier: P(correct) = sigmoid(((x - mean) / scale) . weights + intercept).
+
+    The model itself is a :class:`semcascade.logistic.LogisticModel` (:attr:`model`); ``features``
+    names its inputs (the embedding's dimensions, then the cheap features).
+    """
 
     index: int
     name: str
@@ -190,31 +195,24 @@ class TierModel:
     C: float | None
     constant: bool = False
     metrics: dict[str, float | int | None] = field(default_factory=dict)
+    features: tuple[str, ...] = ()
+
+    @cached_property
+    def model(self) -> LogisticModel:
+        names = self.features or tuple(f"x{i}" for i in range(len(self.weights)))
+        return LogisticModel(names, self.mean, self.scale, self.weights, self.intercept)
 
     def predict(self, x: FloatArray) -> FloatArray:
-        z = ((x - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.weights) + self.intercept
-        return _sigmoid(z)
+        return self.model.predict(x)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "name": self.name,
-            "C": self.C,
-            "constant": self.constant,
-            "intercept": self.intercept,
-            "weights": list(self.weights),
-            "mean": list(self.mean),
-            "scale": list(self.scale),
-            "metrics": dict(self.metrics),
-        }
+    def meta(self) -> dict[str, Any]:
+        """What the artifact keeps of this tier besides the logistic model."""
+        return {"index": self.index, "C": self.C, "constant": self.constant, "metrics": dict(self.metrics)}
 
 
-def _fit(x: FloatArray, y: Sequence[bool], C: float) -> tuple[np.ndarray, float]:
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(C=C, solver="lbfgs", max_iter=5000, class_weight="balanced")
-    model.fit(x, np.asarray(y, dtype=int))
-    return np.asarray(model.coef_[0], dtype=np.float64), float(model.intercept_[0])
+def feature_names(embedding_dimension: int, cheap: Sequence[str] = CHEAP_FEATURES) -> tuple[str, ...]:
+    """The router's input features in order: the embedding's dimensions, then the cheap features."""
+    return (*(f"embedding[{i}]" for i in range(embedding_dimension)), *cheap)
 
 
 def _auroc(p: FloatArray, y: Sequence[bool]) -> float | None:
@@ -223,35 +221,37 @@ def _auroc(p: FloatArray, y: Sequence[bool]) -> float | None:
     return auroc([float(v) for v in p], list(y))
 
 
-def _train_tier(index: int, name: str, x: dict[str, FloatArray], y: dict[str, list[bool]]) -> TierModel:
+def _train_tier(
+    index: int, name: str, x: dict[str, FloatArray], y: dict[str, list[bool]], features: tuple[str, ...]
+) -> TierModel:
     xtr, ytr = x["train"], y["train"]
-    mean = xtr.mean(axis=0)
-    scale = xtr.std(axis=0)
-    scale[scale < 1e-6] = 1.0
-    rate = float(np.mean(ytr)) if ytr else 0.5
     counts: dict[str, float | int | None] = {}
     for s in ("train", "validation", "test"):
         counts[f"{s}_n"] = len(y[s])
         counts[f"{s}_positive"] = int(sum(y[s]))
     if len(set(ytr)) < 2:  # one class only: predict its rate (clipped), nothing to learn
+        rate = float(np.mean(ytr)) if ytr else 0.5
         p = min(max(rate, 1e-3), 1 - 1e-3)
-        w = np.zeros(xtr.shape[1])
-        model = TierModel(index, name, tuple(w), math.log(p / (1 - p)), tuple(mean), tuple(scale), None, True)
+        mean = xtr.mean(axis=0)
+        scale = xtr.std(axis=0)
+        scale[scale < MIN_SCALE] = 1.0
+        model = TierModel(index, name, (0.0,) * xtr.shape[1], math.log(p / (1 - p)), tuple(mean), tuple(scale),
+                          None, True, features=features)  # fmt: skip
     else:
-        best: tuple[float, float, np.ndarray, float] | None = None  # (val auroc, -C, w, b)
+        best: tuple[float, float, TierModel] | None = None  # (val auroc, -C, model)
         for C in C_GRID:
-            w, b = _fit((xtr - mean) / scale, ytr, C)
-            trial = TierModel(index, name, tuple(w), b, tuple(mean), tuple(scale), C)
+            m = logistic_fit(xtr, ytr, features, l2=1.0 / C, balanced=True)
+            trial = TierModel(index, name, m.weights, m.bias, m.mean, m.scale, C, features=features)
             val = _auroc(trial.predict(x["validation"]), y["validation"]) if y["validation"] else None
             key = (-1.0 if val is None else val, -C)
             if best is None or key > best[:2]:
-                best = (key[0], key[1], w, b)
+                best = (key[0], key[1], trial)
         assert best is not None
-        model = TierModel(index, name, tuple(float(v) for v in best[2]), best[3], tuple(mean), tuple(scale), -best[1])
+        model = best[2]
     metrics = dict(counts)
     for s in ("train", "validation", "test"):
         metrics[f"{s}_auroc"] = _auroc(model.predict(x[s]), y[s]) if len(y[s]) else None
-    return TierModel(**{**model.__dict__, "metrics": metrics})
+    return dataclasses.replace(model, metrics=metrics)
 
 
 @dataclass(frozen=True)
@@ -282,11 +282,11 @@ class PIKModel:
     # -- artifact
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": ARTIFACT_FORMAT,
-            "version": ARTIFACT_VERSION,
-            "kind": "pik-logistic",
-            "created_at": self.created_at,
+        """The artifact (:mod:`semcascade.logistic`, kind ``router``): one logistic model per tier."""
+        names = feature_names(self.embedding_dimension, self.cheap_features)
+        models = [dataclasses.replace(t, features=names).model for t in self.tiers]
+        meta = {
+            "router": "pik",
             "embedding_model": self.embedding_model,
             "embedding_dimension": self.embedding_dimension,
             "feature_spec": {
@@ -297,24 +297,27 @@ class PIKModel:
             },
             "label": self.label,
             "training": self.training,
-            "tiers": [t.to_json() for t in self.tiers],
         }
+        return artifact_json(
+            ARTIFACT_KIND,
+            models,
+            names=self.tier_names,
+            meta=meta,
+            model_meta=[t.meta() for t in self.tiers],
+            created_at=self.created_at,
+        )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the artifact (JSON) to ``path``, creating its folder."""
-        out = Path(path)
+        """Write the artifact (JSON) to ``path`` atomically, creating its folder."""
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(out.name + ".tmp")
-            tmp.write_text(json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
-            tmp.replace(out)
-        except OSError as exc:
-            raise RouterArtifactError(f"cannot write router artifact {str(out)!r}: {exc}; check the path") from None
-        return out
+            return save_artifact(path, self.to_json())
+        except (OSError, ValueError) as exc:
+            raise RouterArtifactError(f"cannot write router artifact {str(path)!r}: {exc}; check the path") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PIKModel:
-        """Read an artifact written by :meth:`save`; any problem is a :class:`RouterArtifactError`."""
+        """Read an artifact written by :meth:`save` (or by an older semcascade, migrated); any problem is a
+        :class:`RouterArtifactError`."""
         src = Path(path)
         fix = "retrain it with `semcascade train-router RESULTS_DIR --out FILE`"
         try:
@@ -330,54 +333,82 @@ class PIKModel:
 
     @classmethod
     def from_json(cls, data: Any) -> PIKModel:
-        if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
+        if not isinstance(data, dict) or data.get("format") not in (ARTIFACT_FORMAT, LEGACY_FORMAT):
             raise RouterArtifactError(f"not a semcascade router (format={_get(data, 'format')!r})")
-        if data.get("version") != ARTIFACT_VERSION:
-            raise RouterArtifactError(f"version {data.get('version')!r} is not the supported {ARTIFACT_VERSION}")
+        art = read_artifact(
+            data, kind=ARTIFACT_KIND, error=RouterArtifactError, what="the artifact", legacy={LEGACY_FORMAT: _from_v1}
+        )
+        if not art.models:
+            raise RouterArtifactError("it has no tiers")
         try:
-            spec = data["feature_spec"]
+            meta = art.meta
+            spec = meta["feature_spec"]
             cheap = tuple(str(f) for f in spec["cheap_features"])
-            dim = int(data["embedding_dimension"])
-            n_features = dim + len(cheap)
+            dim = int(meta["embedding_dimension"])
+            names = feature_names(dim, cheap)
             tiers = []
-            for i, t in enumerate(data["tiers"]):
-                weights, mean, scale = (tuple(float(v) for v in t[k]) for k in ("weights", "mean", "scale"))
-                if not len(weights) == len(mean) == len(scale) == n_features:
+            for i, (m, name, extra) in enumerate(zip(art.models, art.names, art.model_meta, strict=True)):
+                if m.features != names:
                     raise RouterArtifactError(
-                        f"tier {i} has {len(weights)} weights, {len(mean)} means and {len(scale)} scales; "
-                        f"the feature spec needs {n_features}"
+                        f"tier {i} has {len(m.features)} features, not the feature spec's {len(names)} "
+                        "(embedding dimensions, then the cheap features)"
                     )
-                if not all(math.isfinite(v) for v in (*weights, *mean, *scale)) or any(s <= 0 for s in scale):
-                    raise RouterArtifactError(f"tier {i} has non-finite weights or non-positive scales")
                 tiers.append(
                     TierModel(
-                        index=int(t["index"]),
-                        name=str(t["name"]),
-                        weights=weights,
-                        intercept=float(t["intercept"]),
-                        mean=mean,
-                        scale=scale,
-                        C=None if t.get("C") is None else float(t["C"]),
-                        constant=bool(t.get("constant", False)),
-                        metrics=dict(t.get("metrics") or {}),
+                        index=int(extra["index"]),
+                        name=name,
+                        weights=m.weights,
+                        intercept=m.bias,
+                        mean=m.mean,
+                        scale=m.scale,
+                        C=None if extra.get("C") is None else float(extra["C"]),
+                        constant=bool(extra.get("constant", False)),
+                        metrics=dict(extra.get("metrics") or {}),
+                        features=names,
                     )
                 )
-            if not tiers:
-                raise RouterArtifactError("it has no tiers")
             return cls(
                 tiers=tuple(tiers),
-                embedding_model=str(data["embedding_model"]),
+                embedding_model=str(meta["embedding_model"]),
                 embedding_dimension=dim,
                 max_chars=int(spec["max_chars"]),
                 cheap_features=cheap,
-                label=dict(data.get("label") or {}),
-                training=dict(data.get("training") or {}),
-                created_at=float(data.get("created_at", 0.0)),
+                label=dict(meta.get("label") or {}),
+                training=dict(meta.get("training") or {}),
+                created_at=art.created_at or 0.0,
             )
         except RouterArtifactError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise RouterArtifactError(f"missing or malformed field ({type(exc).__name__}: {exc})") from None
+
+
+def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A router artifact of the layout before :mod:`semcascade.logistic` (``semcascade.router`` version 1)."""
+    if data.get("version") != 1:
+        raise RouterArtifactError(f"version {data.get('version')!r} of {LEGACY_FORMAT!r} is not supported")
+    spec = data["feature_spec"]
+    names = list(feature_names(int(data["embedding_dimension"]), tuple(str(f) for f in spec["cheap_features"])))
+    keep = ("embedding_model", "embedding_dimension", "feature_spec", "label", "training")
+    return {
+        "format": ARTIFACT_FORMAT,
+        "version": ARTIFACT_VERSION,
+        "kind": ARTIFACT_KIND,
+        "created_at": data.get("created_at"),
+        "meta": {"router": "pik", **{k: data[k] for k in keep if k in data}},
+        "models": [
+            {
+                "name": t["name"],
+                "features": names,
+                "mean": t["mean"],
+                "scale": t["scale"],
+                "weights": t["weights"],
+                "bias": t["intercept"],
+                "meta": {k: t.get(k) for k in ("index", "C", "constant", "metrics")},
+            }
+            for t in data["tiers"]
+        ],
+    }
 
 
 def _get(data: Any, key: str) -> Any:
@@ -438,8 +469,9 @@ def train_pik(
     path = resolve_examples_file(results)
     n_tiers = len(examples[0].correct)
     names = _tier_names_from_report(path.parent, n_tiers)
+    features = feature_names(dim)
     tiers = tuple(
-        _train_tier(i, names[i], x, {s: [e.correct[i] for e in rows] for s, rows in splits.items()})
+        _train_tier(i, names[i], x, {s: [e.correct[i] for e in rows] for s, rows in splits.items()}, features)
         for i in range(n_tiers)
     )
     return PIKModel(
@@ -460,6 +492,7 @@ def train_pik(
             "n_validation": len(splits["validation"]),
             "n_test": len(splits["test"]),
             "C_grid": list(C_GRID),
-            "classifier": "sklearn LogisticRegression(lbfgs, class_weight=balanced) on standardised features",
+            "classifier": "semcascade.logistic.fit (damped Newton, l2 = 1/C, balanced class weights) on standardised "
+            "features",
         },
     )

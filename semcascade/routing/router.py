@@ -26,11 +26,11 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from semcascade._sync import run_sync
 from semcascade.cascade import Cascade
 from semcascade.memory.config import MemoryConfig
 from semcascade.messages import PromptLike, normalize_messages, question_of
 from semcascade.policy import threshold_accepts
-from semcascade.providers import close_loop_clients
 from semcascade.registry import Registry
 from semcascade.result import CascadeResult
 from semcascade.routing.features import DEFAULT_EMBEDDING_MODEL, Embedder, FloatArray, default_embedder, query_features
@@ -239,20 +239,31 @@ class RoutedCascade:
         )
 
     def generate_sync(self, prompt: PromptLike) -> RoutedCascadeResult:
-        """Blocking twin of :meth:`generate` (not inside a running event loop)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._generate_in_own_loop(prompt))
-        raise RuntimeError("generate_sync() was called inside a running event loop; use 'await generate()' there")
+        """Blocking twin of :meth:`generate` (not inside a running event loop); like
+        :meth:`Cascade.generate_sync`, its event loop ends with the call, after the wrapped
+        cascade's end-of-loop cleanup (background learning finished, clients closed)."""
+        return run_sync(lambda: self.generate(prompt), loop_end=self.cascade._end_of_loop)
 
-    async def _generate_in_own_loop(self, prompt: PromptLike) -> RoutedCascadeResult:
-        try:
-            return await self.generate(prompt)
-        finally:  # the loop ends with this call: finish background learning, close its pooled connections
-            if self.cascade.memory is not None:
-                await self.cascade.memory.wait_learning()
-            await close_loop_clients()
+    async def aclose(self) -> None:
+        """Close the per-tier cascades this router made, then the wrapped cascade (see :meth:`Cascade.aclose`)."""
+        for sub in self._subs.values():
+            await sub.aclose()
+        await self.cascade.aclose()
 
     def close(self) -> None:
+        """Blocking twin of :meth:`aclose` (see :meth:`Cascade.close`)."""
+        for sub in self._subs.values():
+            sub.close()
         self.cascade.close()
+
+    def __enter__(self) -> RoutedCascade:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RoutedCascade:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,4 +1,8 @@
-"""Name -> factory registry of agreement scorers."""
+"""Name -> factory registry of agreement scorers.
+
+The built-in scorers are listed by module path and imported on first use
+(their heavy dependencies, torch and onnxruntime, only when a scorer is built).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,17 @@ from semcascade.errors import ScorerError
 from semcascade.registry import Registry
 from semcascade.scoring.base import AgreementScorer
 
-__all__ = ["SCORERS", "available_scorers", "create_scorer", "register_scorer"]
+__all__ = ["BUILTIN_SCORERS", "SCORERS", "available_scorers", "create_scorer", "register_scorer"]
 
+#: name -> "module:class" of the scorers semcascade ships
+BUILTIN_SCORERS = {
+    "cross_encoder": "semcascade.scoring.cross_encoder:CrossEncoderNLIScorer",
+    "embedding": "semcascade.scoring.embedding:EmbeddingScorer",
+    "lexical": "semcascade.scoring.lexical:LexicalScorer",
+    "llm_judge": "semcascade.scoring.llm_judge:LLMJudgeNLIScorer",
+}
 
-def _load_builtins() -> None:
-    # Importing the modules runs their @register_scorer decorators. Heavy
-    # dependencies (torch, onnxruntime) are imported lazily inside each scorer.
-    from semcascade.scoring import cross_encoder, embedding, lexical, llm_judge  # noqa: F401
-
-
-SCORERS: Registry[AgreementScorer] = Registry("scorer", ScorerError, loader=_load_builtins)
+SCORERS: Registry[AgreementScorer] = Registry("scorer", ScorerError, builtins=BUILTIN_SCORERS)
 
 
 def register_scorer(name: str) -> Callable[[Callable[..., AgreementScorer]], Callable[..., AgreementScorer]]:

@@ -33,7 +33,6 @@ import numpy as np
 import numpy.typing as npt
 
 from semcascade.errors import ScorerError
-from semcascade.scoring._registry import register_scorer
 from semcascade.scoring.base import PairJudgement, ScorerKind, check_choice, check_positive_int
 
 __all__ = ["CrossEncoderNLIScorer", "NLILabelMap", "parse_nli_labels"]
@@ -90,7 +89,6 @@ def _softmax(logits: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return out
 
 
-@register_scorer("cross_encoder")
 class CrossEncoderNLIScorer:
     """P(a entails b), P(b entails a) and P(contradiction) from an NLI cross-encoder.
 

@@ -30,7 +30,6 @@ import numpy as np
 import numpy.typing as npt
 
 from semcascade.errors import ScorerError
-from semcascade.scoring._registry import register_scorer
 from semcascade.scoring.base import PairJudgement, ScorerKind, check_choice, check_positive_int
 from semcascade.text import strip_question_echo
 
@@ -268,7 +267,6 @@ def _load_encoder(backend: EmbeddingBackend, model: str | None) -> _Encoder:
 # --------------------------------------------------------------------------- scorer
 
 
-@register_scorer("embedding")
 class EmbeddingScorer:
     """Cosine similarity of sentence embeddings, clipped to [0, 1], as both directions.
 

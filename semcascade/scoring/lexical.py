@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import Literal, get_args
 
 from semcascade.errors import ScorerError
-from semcascade.scoring._registry import register_scorer
 from semcascade.scoring.base import PairJudgement, ScorerKind
 from semcascade.text import answer_tokens, strip_question_echo
 
@@ -76,7 +75,6 @@ _METRICS: dict[str, Callable[[Sequence[str], Sequence[str]], float]] = {
 }
 
 
-@register_scorer("lexical")
 class LexicalScorer:
     """Symmetric lexical similarity (ROUGE-L or token F1) of normalised answers.
 

@@ -34,7 +34,6 @@ from semcascade._limits import PerLoopSemaphore
 from semcascade._retry import RetryingProvider
 from semcascade.errors import ProviderError, ScorerError
 from semcascade.providers import Completion, CompletionRequest, LiteLLMProvider, Provider
-from semcascade.scoring._registry import register_scorer
 from semcascade.scoring.base import PairJudgement, ScorerKind
 
 __all__ = ["DEFAULT_PROMPT_TEMPLATE", "DEFAULT_SYSTEM_PROMPT", "LLMJudgeNLIScorer", "read_verdict"]
@@ -84,7 +83,6 @@ def read_verdict(chosen: tuple[str, float] | None, top: Mapping[str, float]) -> 
     return {k: v / total for k, v in mass.items()}
 
 
-@register_scorer("llm_judge")
 class LLMJudgeNLIScorer:
     """Entailment in both directions, judged by a chat model's first-token yes/no/maybe probabilities.
 

@@ -53,11 +53,15 @@ class SlowProvider:
         raise AssertionError("unreachable")
 
 
+FREE = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
+
+
 def config(**over: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "tiers": [
-            {"name": "cheap", "model": "cheap", "k": 4, "native_n": False, "max_concurrency": 2},
-            {"name": "strong", "model": "strong", "k": 1},
+            # free, said so: a money cap over unpriced tiers is refused at load (it could never bind)
+            {"name": "cheap", "model": "cheap", "k": 4, "native_n": False, "max_concurrency": 2, **FREE},
+            {"name": "strong", "model": "strong", "k": 1, **FREE},
         ],
         "budget": {"max_cost_per_run": 1.0},
     }

@@ -159,6 +159,7 @@ SEMANTIC: dict[Leaf, list[tuple[list[str], str]]] = {
         (["   "], "the prompt is empty"),
         (["--config", "{tmp}", "hi"], "is not a file"),
         (["--config", "{bad_yaml}", "hi"], "tiers[0].k"),
+        (["--task", "poetry", "hi"], "unknown task 'poetry'"),
     ],
     ("demo",): [
         (["--config", "{bad_yaml}"], "tiers[0].k"),

@@ -143,16 +143,17 @@ def test_bad_artifacts_raise_typed_errors(tmp_path: Path) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({**good, "format": "pickle"}, "not a semcascade router"),
         ({**good, "version": 99}, "version 99"),
-        ({**good, "tiers": [{**good["tiers"][0], "weights": [1.0]}]}, "1 weights"),
-        ({**good, "tiers": []}, "no tiers"),
-        ({k: v for k, v in good.items() if k != "feature_spec"}, "missing or malformed"),
+        ({**good, "models": [{**good["models"][0], "weights": [1.0]}]}, "1 weights"),
+        ({**good, "models": []}, "no tiers"),
+        ({**good, "meta": {k: v for k, v in good["meta"].items() if k != "feature_spec"}}, "missing or malformed"),
+        ({**good, "kind": "confidence"}, "not a router artifact"),
     ]
     for data, message in cases:
         bad.write_text(json.dumps(data))
         with pytest.raises(RouterArtifactError, match=message):
             PIKModel.load(bad)
     nan = json.loads(json.dumps(good))
-    nan["tiers"][0]["weights"][0] = "NaN"
+    nan["models"][0]["weights"][0] = "NaN"
     bad.write_text(json.dumps(nan))
     with pytest.raises(RouterArtifactError, match="non-finite"):
         PIKModel.load(bad)
@@ -269,7 +270,7 @@ async def test_skip_mode_starts_the_cascade_at_the_chosen_tier() -> None:
 def test_sync_skip_mode_finishes_background_learning_and_closes_loop_clients(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import semcascade.routing.router as router_mod
+    import semcascade.cascade as cascade_mod
     from semcascade import MemoryConfig
     from semcascade.memory import InMemoryStrategyStore, StrategyMemory
 
@@ -278,7 +279,7 @@ def test_sync_skip_mode_finishes_background_learning_and_closes_loop_clients(
     async def fake_close() -> None:
         closed.append(1)
 
-    monkeypatch.setattr(router_mod, "close_loop_clients", fake_close)
+    monkeypatch.setattr(cascade_mod, "close_loop_clients", fake_close)  # the cascade's one client-closing hook
     rc, provider = routed(0.8, mode="skip")
     memory = StrategyMemory(MemoryConfig(enabled=True, learn_in_background=True), store=InMemoryStrategyStore())
     rc.cascade.memory = memory

@@ -1,0 +1,117 @@
+"""``import semcascade`` loads the cascade only; the research APIs load on first use (issue 11).
+
+Each check runs in a fresh interpreter, so what other tests imported does not count.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import semcascade
+
+REPO = Path(semcascade.__file__).resolve().parents[1]
+
+#: never loaded by ``import semcascade`` (numpy is: the consensus code needs it)
+NOT_AT_IMPORT = (
+    "litellm",
+    "openai",
+    "httpx",
+    "sklearn",
+    "scipy",
+    "matplotlib",
+    "pandas",
+    "torch",
+    "sentence_transformers",
+    "onnxruntime",
+    "tokenizers",
+    "sqlite3",
+    "semcascade.calibration",
+    "semcascade.routing",
+    "semcascade.evaluation",
+    "semcascade.memory.sqlite_store",
+    "semcascade.response_cache",
+    "semcascade.local.server",
+    "semcascade.scoring.embedding",
+)
+
+
+def run(code: str) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PATH": ""},
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_import_loads_the_core_only() -> None:
+    got = run(
+        """
+        import json, sys, time
+        t0 = time.perf_counter()
+        import semcascade
+        elapsed = time.perf_counter() - t0
+        print(json.dumps({"s": elapsed, "loaded": sorted(m for m in sys.modules), "file": semcascade.__file__}))
+        """
+    )
+    print(f"import semcascade: {got['s']:.3f}s")
+    assert str(got["file"]).startswith(str(REPO))
+    loaded = set(got["loaded"])  # type: ignore[arg-type]
+    assert [m for m in NOT_AT_IMPORT if m in loaded] == []
+    assert {"semcascade.cascade", "semcascade.config", "numpy"} <= loaded
+
+
+def test_research_apis_load_on_first_use_and_every_name_is_listed() -> None:
+    got = run(
+        """
+        import json, sys
+        import semcascade
+        listed = set(semcascade.__all__)
+        missing_from_dir = sorted(listed - set(dir(semcascade)))
+        before = "semcascade.routing" in sys.modules
+        router = semcascade.RoutedCascade
+        after = "semcascade.routing" in sys.modules and router.__module__ == "semcascade.routing.router"
+        unresolved = sorted(n for n in listed if getattr(semcascade, n, None) is None)
+        ns = {}
+        exec("from semcascade import *", ns)
+        print(json.dumps({"missing_from_dir": missing_from_dir, "before": before, "after": after,
+                          "unresolved": unresolved, "star": sorted(listed - set(ns))}))
+        """
+    )
+    assert got == {"missing_from_dir": [], "before": False, "after": True, "unresolved": [], "star": []}
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    got = run(
+        """
+        import json
+        import semcascade
+        try:
+            semcascade.NoSuchThing
+        except AttributeError as exc:
+            print(json.dumps({"error": str(exc)}))
+        """
+    )
+    assert got == {"error": "module 'semcascade' has no attribute 'NoSuchThing'"}
+
+
+def test_building_the_local_default_imports_no_litellm() -> None:
+    got = run(
+        """
+        import json, sys
+        import semcascade
+        semcascade.Cascade()  # local tiers only: nothing for litellm to check or price
+        print(json.dumps({"litellm": "litellm" in sys.modules}))
+        """
+    )
+    assert got == {"litellm": False}

@@ -15,7 +15,7 @@ __all__ = ["SCORERS", "available_scorers", "create_scorer", "register_scorer"]
 def _load_builtins() -> None:
     # Importing the modules runs their @register_scorer decorators. Heavy
     # dependencies (torch, onnxruntime) are imported lazily inside each scorer.
-    from semcascade.scoring import cross_encoder, embedding, lexical, llm_judge  # noqa: F401
+    from semcascade.scoring import cross_encoder, embedding, lexical, llm_judge, numeric  # noqa: F401
 
 
 SCORERS: Registry[AgreementScorer] = Registry("scorer", ScorerError, loader=_load_builtins)

@@ -60,9 +60,11 @@ __all__ = ["ALL_SIGNALS", "EvalReport", "SystemRow", "run_eval", "run_eval_sync"
 #: confidence P(T) of the greedy answer (mean, lowest, first token).
 ALL_SIGNALS = (
     "embedding", "lexical", "nli", "nli+embedding", "logprob", "p_mean", "p_min", "p_first", "confidence", "random",
+    "numeric",
 )  # fmt: skip
 #: config scorer name -> signal name
-_SCORER_SIGNAL = {"embedding": "embedding", "lexical": "lexical", "llm_judge": "nli", "cross_encoder": "nli"}
+_SCORER_SIGNAL = {"embedding": "embedding", "lexical": "lexical", "llm_judge": "nli", "cross_encoder": "nli",
+                  "numeric": "numeric"}  # fmt: skip
 
 
 @dataclass
@@ -208,6 +210,8 @@ def _build_signals(cascade: Cascade, names: Sequence[str], provider: Provider) -
         specs.append(SignalSpec("embedding", "scorer", CachedScorer(create_scorer("embedding"))))
     if "lexical" in wanted:
         specs.append(SignalSpec("lexical", "scorer", CachedScorer(create_scorer("lexical"))))
+    if "numeric" in wanted:  # same final number (math): the agreement of a majority vote
+        specs.append(SignalSpec("numeric", "scorer", create_scorer("numeric")))
     if "nli" in wanted:
         model, kw = _judge_kwargs(cascade)
         owner = next((t for t in cascade.config.tiers if model in t.model_list), cascade.config.tiers[-1])
@@ -415,7 +419,7 @@ def build_report(
             if s is None:
                 continue
             q = t.sample_quality[t.consensus.get(sig, 0)]
-            label = q >= 0.5 if task in ("qa", "rc") else q >= (r.tiers[-1].greedy_quality or 0.0)
+            label = q >= 0.5 if task in ("qa", "rc", "math") else q >= (r.tiers[-1].greedy_quality or 0.0)
             xs.append(s)
             ys.append(bool(label))
         signal_quality[sig] = {

@@ -57,6 +57,9 @@ MAX_EXPRESSION_CHARS = 400
 _MAX_NODES = 200
 #: Largest magnitude of any intermediate or final value.
 MAX_MAGNITUDE = 1e15
+#: Exact fractions are kept while numerator and denominator fit this many bits; beyond, floats take over
+#: (so no chain of powers can build a number with millions of digits).
+_MAX_EXACT_BITS = 4096
 
 #: Values while evaluating: exact fractions (integer literals, and what exact operations make of
 #: them) or floats (decimal literals, and anything a float touches).
@@ -75,6 +78,8 @@ def _bounded(x: Number) -> Number:
         raise UnsafeExpressionError("non-finite value")
     if abs(float(x)) > MAX_MAGNITUDE:
         raise UnsafeExpressionError(f"value beyond {MAX_MAGNITUDE:g}")
+    if isinstance(x, Fraction) and x.numerator.bit_length() + x.denominator.bit_length() > _MAX_EXACT_BITS:
+        return float(x)
     return x
 
 
@@ -112,19 +117,27 @@ def _mod(a: Number, b: Number) -> Number:
     return a % b
 
 
+def _log10_abs(x: Number) -> float:
+    """log10 |x| for x != 0, also for fractions too small for a float."""
+    if isinstance(x, Fraction):
+        return math.log10(abs(x.numerator)) - math.log10(x.denominator)
+    return math.log10(abs(x))
+
+
 def _power(base: Number, exponent: Number) -> Number:
     # Refused before it is computed: |base| ** exponent must stay within MAX_MAGNITUDE.
     if base == 0:
         if exponent < 0:
             raise UnsafeExpressionError("zero to a negative power")
         return Fraction(0) if exponent > 0 else Fraction(1)
-    if abs(float(exponent)) > 64:
-        raise UnsafeExpressionError("exponent too large")
-    if float(exponent) * math.log10(abs(float(base))) > math.log10(MAX_MAGNITUDE):
+    if float(exponent) * _log10_abs(base) > math.log10(MAX_MAGNITUDE):
         raise UnsafeExpressionError(f"power beyond {MAX_MAGNITUDE:g}")
-    if isinstance(base, Fraction) and isinstance(exponent, Fraction) and exponent.denominator == 1:
-        return base ** int(exponent)  # exact
-    if base < 0 and not float(exponent).is_integer():
+    integral = float(exponent).is_integer()
+    if isinstance(base, Fraction) and isinstance(exponent, Fraction) and integral:
+        bits = (base.numerator.bit_length() + base.denominator.bit_length()) * abs(int(exponent))
+        if bits <= _MAX_EXACT_BITS:
+            return base ** int(exponent)  # exact, and of bounded size
+    if base < 0 and not integral:
         raise UnsafeExpressionError("fractional power of a negative number")
     return math.pow(float(base), float(exponent))
 
@@ -190,7 +203,9 @@ def safe_eval(expression: str) -> float:
         raise UnsafeExpressionError(f"expression with more than {_MAX_NODES} nodes")
     try:
         return float(_walk(tree.body))
-    except (ArithmeticError, RecursionError) as exc:
+    except UnsafeExpressionError:
+        raise
+    except (ArithmeticError, RecursionError, ValueError) as exc:  # overflow, math domain errors
         raise UnsafeExpressionError(f"cannot evaluate: {exc}") from None
 
 

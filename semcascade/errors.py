@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from semcascade.result import TierTrace
 
 __all__ = [
+    "UnsafeExpressionError",
     "AuthenticationError",
     "CacheError",
     "CalibrationError",
@@ -219,3 +220,7 @@ class DeadlineExceededError(CascadeFailedError):
 
 class BudgetExceededError(CascadeFailedError):
     """The call or run budget left no affordable tier that could produce an answer."""
+
+
+class UnsafeExpressionError(SemcascadeError, ValueError):
+    """A model's arithmetic is not a bounded expression over numeric literals (``semcascade.numeric``)."""

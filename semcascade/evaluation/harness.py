@@ -62,6 +62,7 @@ __all__ = ["ALL_SIGNALS", "EvalReport", "SystemRow", "run_eval", "run_eval_sync"
 #: confidence P(T) of the greedy answer (mean, lowest, first token).
 ALL_SIGNALS = (
     "embedding", "lexical", "nli", "nli+embedding", "logprob", "p_mean", "p_min", "p_first", "confidence", "random",
+    "numeric",
 )  # fmt: skip
 
 
@@ -445,7 +446,7 @@ def build_report(
             if s is None:
                 continue
             q = t.sample_quality[t.consensus.get(sig, 0)]
-            label = q >= 0.5 if task in ("qa", "rc") else q >= (r.tiers[-1].greedy_quality or 0.0)
+            label = q >= 0.5 if task in ("qa", "rc", "math") else q >= (r.tiers[-1].greedy_quality or 0.0)
             xs.append(s)
             ys.append(bool(label))
         signal_quality[sig] = {

@@ -18,6 +18,8 @@ from semcascade.text import split_sentences
 
 __all__ = [
     "DEFAULT_MAX_ARTICLE_CHARS",
+    "MATH_COT_PROMPT",
+    "MATH_POT_PROMPT",
     "PROMPTS",
     "PromptTemplate",
     "build_messages",
@@ -73,6 +75,31 @@ class PromptTemplate:
         return kwargs
 
 
+#: Math, program of thought: the model writes one arithmetic expression, which
+#: :func:`semcascade.numeric.extract_number` evaluates with an AST whitelist (never ``eval``).
+MATH_POT_PROMPT = PromptTemplate(
+    system=(
+        "Translate the math word problem into one Python arithmetic expression that computes the answer. "
+        "Use only numbers, + - * / // % ** and parentheses: no variables, no functions, no units, no words. "
+        "Reply with the expression only, on one line.\n"
+        "Example: Tom buys 3 bags of 12 apples and eats 5 of them. How many apples are left?\n"
+        "(3 * 12) - 5"
+    ),
+    user="{input}",
+    max_tokens=96,
+    stop=("\n\n",),
+)
+
+#: Math, short chain of thought ending on a GSM8K-style ``#### N`` line.
+MATH_COT_PROMPT = PromptTemplate(
+    system=(
+        "Solve the math word problem. Reason briefly, one short line of arithmetic per step, "
+        "then give the final answer on a last line as '#### N', where N is a number only."
+    ),
+    user="{input}",
+    max_tokens=200,
+)
+
 #: The default template of each task in :data:`semcascade.evaluation.datasets.TASKS`.
 PROMPTS: dict[str, PromptTemplate] = {
     "qa": PromptTemplate(
@@ -100,6 +127,7 @@ PROMPTS: dict[str, PromptTemplate] = {
         user="{input}",
         max_tokens=128,
     ),
+    "math": MATH_POT_PROMPT,
 }
 
 

@@ -10,6 +10,10 @@
   ROUGE-Lsum are found offline with :func:`semcascade.text.split_sentences`).
 * Translations: :func:`bleu` and :func:`chrf` (sacrebleu, corpus level, with
   their signatures) and :func:`chrf_sentence` per example.
+* Math (numeric answers): :func:`numeric_match`, the final number of the
+  output (:func:`semcascade.numeric.extract_number`: ``#### N``, ``Answer: N``,
+  a program-of-thought expression, ...) against the reference number, within
+  a relative tolerance of 1e-6.
 * :func:`hallucination_rate_qa` for answers a cascade chose to give.
 
 :data:`TASK_METRICS` maps each task to its per-example metrics, headline
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import Any, TypeAlias
 
+from semcascade.numeric import DEFAULT_REL_TOL, extract_number, numbers_equal, parse_number
 from semcascade.text import contains_answer, normalize_answer, split_sentences, token_f1
 
 __all__ = [
@@ -40,6 +45,7 @@ __all__ = [
     "get_task_metrics",
     "hallucination_rate_qa",
     "lsum_text",
+    "numeric_match",
     "rouge",
     "rouge_scores",
 ]
@@ -130,6 +136,29 @@ def hallucination_rate_qa(
         if not contains(pred or "", refs):
             wrong += 1
     return wrong / answered if answered else None
+
+
+# --------------------------------------------------------------------------- numeric answers
+
+
+def numeric_match(prediction: str, references: References, rel_tol: float = DEFAULT_REL_TOL) -> float:
+    """1.0 if the final number of ``prediction`` equals a reference number (relative tolerance ``rel_tol``).
+
+    The prediction's number is read with :func:`semcascade.numeric.extract_number`
+    (so ``"#### 1,200"``, ``"The answer is $1200."`` and ``"(400 * 3)"`` all
+    match ``"1200"``); each reference is one number as text. No number in the
+    prediction -> 0.0.
+    """
+    pred = extract_number(prediction)
+    if pred is None:
+        return 0.0
+    for ref in _as_refs(references):
+        value = parse_number(ref)
+        if value is None:
+            value = extract_number(ref)
+        if value is not None and numbers_equal(pred, value, rel_tol):
+            return 1.0
+    return 0.0
 
 
 # --------------------------------------------------------------------------- ROUGE
@@ -299,16 +328,27 @@ def _mt_corpus(predictions: Sequence[str], references: list[tuple[str, ...]]) ->
 
 
 _QA_KEYS = ("accuracy", "exact_match", "f1")
+_MATH_KEYS = ("accuracy", "answered")
+
+
+def _math_example(prediction: str, references: tuple[str, ...]) -> dict[str, float]:
+    return {
+        "accuracy": numeric_match(prediction, references),
+        "answered": 0.0 if extract_number(prediction) is None else 1.0,
+    }
+
 
 #: task -> its metrics. qa/rc: contains-match ``accuracy`` (headline), ``exact_match``, ``f1``
 #: (corpus: means). summarization: ROUGE-1/2/L/Lsum, headline ``rougeL`` (corpus: means).
 #: translation: per-example ``chrf`` (headline) and sentence ``bleu``; corpus ``bleu``, ``chrf``
-#: (sacrebleu corpus scores) and ``chrf_mean`` (mean sentence chrF).
+#: (sacrebleu corpus scores) and ``chrf_mean`` (mean sentence chrF). math: numeric ``accuracy``
+#: (headline) and ``answered`` (a number could be read at all); corpus: means.
 TASK_METRICS: dict[str, TaskMetrics] = {
     "qa": TaskMetrics("qa", "accuracy", _qa_example, _mean_of(_qa_example, _QA_KEYS)),
     "rc": TaskMetrics("rc", "accuracy", _qa_example, _mean_of(_qa_example, _QA_KEYS)),
     "summarization": TaskMetrics("summarization", "rougeL", _summ_example, _mean_of(_summ_example, ROUGE_TYPES)),
     "translation": TaskMetrics("translation", "chrf", _mt_example, _mt_corpus),
+    "math": TaskMetrics("math", "accuracy", _math_example, _mean_of(_math_example, _MATH_KEYS)),
 }
 
 

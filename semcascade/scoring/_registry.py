@@ -21,6 +21,7 @@ BUILTIN_SCORERS = {
     "embedding": "semcascade.scoring.embedding:EmbeddingScorer",
     "lexical": "semcascade.scoring.lexical:LexicalScorer",
     "llm_judge": "semcascade.scoring.llm_judge:LLMJudgeNLIScorer",
+    "numeric": "semcascade.scoring.numeric:NumericScorer",
 }
 
 SCORERS: Registry[AgreementScorer] = Registry("scorer", ScorerError, builtins=BUILTIN_SCORERS)

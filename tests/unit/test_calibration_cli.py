@@ -130,7 +130,10 @@ def test_quality_target_absolute_and_relative(results: Path, capsys: pytest.Capt
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["{missing}", "--budget", "0.5"], "no such results file; pass a folder written by `semcascade eval --out DIR`"),
+        (
+            ["{missing}", "--budget", "0.5"],
+            "no such results file; pass a folder written by `semcascade eval --out DIR`",
+        ),
         (["{results}"], "give exactly one target"),
         (["{results}", "--budget", "0.5", "--quality", "0.3"], "give exactly one target"),
         (["{results}", "--quality", "lots"], "is not a number; give e.g. 0.11"),

@@ -66,7 +66,7 @@ def test_example_aliases_and_validation() -> None:
 
 
 def test_registry_names_and_errors() -> None:
-    assert available_datasets() == ["cnn_dailymail", "halueval_qa", "nq", "translation", "trivia"]
+    assert available_datasets() == ["cnn_dailymail", "gsm_symbolic", "halueval_qa", "nq", "translation", "trivia"]
     assert {dataset_spec(n).task for n in available_datasets()} == set(TASKS)
     assert isinstance(ds._REGISTRY, dict)
     with pytest.raises(ValueError, match="unknown dataset 'squad'"):

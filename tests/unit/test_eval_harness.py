@@ -14,8 +14,22 @@ from semcascade.providers import Completion, CompletionRequest
 
 CFG = {
     "tiers": [
-        {"name": "cheap", "model": "openai/cheap", "k": 4, "threshold": 0.9, "input_cost_per_token": 1e-7, "output_cost_per_token": 1e-7},
-        {"name": "strong", "model": "openai/strong", "k": 1, "temperature": 0.0, "input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6},
+        {
+            "name": "cheap",
+            "model": "openai/cheap",
+            "k": 4,
+            "threshold": 0.9,
+            "input_cost_per_token": 1e-7,
+            "output_cost_per_token": 1e-7,
+        },
+        {
+            "name": "strong",
+            "model": "openai/strong",
+            "k": 1,
+            "temperature": 0.0,
+            "input_cost_per_token": 1e-6,
+            "output_cost_per_token": 1e-6,
+        },
     ],
     "scorer": {"name": "lexical"},
 }
@@ -49,7 +63,15 @@ async def test_harness_end_to_end(tmp_path: Path) -> None:
     # the cascade escalates exactly the odd-length (disagreeing) questions
     assert 0.0 < cascade.deferral[0] < 1.0
     assert cascade.cost_vs_strong < 1.0 + cascade.deferral[0]
-    for f in ("examples.jsonl", "summary.csv", "report.md", "report.json", "frontier.png", "deferral.png", "reliability.png"):
+    for f in (
+        "examples.jsonl",
+        "summary.csv",
+        "report.md",
+        "report.json",
+        "frontier.png",
+        "deferral.png",
+        "reliability.png",
+    ):
         assert (out / f).stat().st_size > 0, f
     rows = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and len(rows[0]["tiers"]) == 2 and len(rows[0]["tiers"][0]["samples"]) == 4
@@ -68,7 +90,9 @@ async def test_harness_end_to_end(tmp_path: Path) -> None:
 
 async def test_bad_arguments_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown deferral signal"):
-        await run_eval(CFG, dataset="nq", n=2, signals=("vibes",), cache_path=tmp_path / "c.sqlite", provider=MockProvider(handler))
+        await run_eval(
+            CFG, dataset="nq", n=2, signals=("vibes",), cache_path=tmp_path / "c.sqlite", provider=MockProvider(handler)
+        )
     with pytest.raises(ConfigError, match="n must be at least 1"):
         await run_eval(CFG, dataset="nq", n=0, cache_path=tmp_path / "c.sqlite", provider=MockProvider(handler))
 
@@ -128,7 +152,9 @@ async def test_fit_confidence_on_calibration_then_report_it_on_test(tmp_path: Pa
     assert rep2.signal_quality["p_min"]["auroc"] is not None
     assert any(r.system.startswith("cascade: confidence (shipped") for r in rep2.systems)
     with pytest.raises(ConfigError, match="confidence_model"):
-        await run_eval(CFG, dataset="nq", n=2, signals=("confidence",), cache_path=tmp_path / "c.sqlite", provider=provider)
+        await run_eval(
+            CFG, dataset="nq", n=2, signals=("confidence",), cache_path=tmp_path / "c.sqlite", provider=provider
+        )
 
 
 async def test_fit_confidence_on_the_calibration_ids_of_a_whole_run(tmp_path: Path) -> None:

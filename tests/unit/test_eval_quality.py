@@ -274,6 +274,7 @@ def test_registry_covers_every_task() -> None:
         "rc": "accuracy",
         "summarization": "rougeL",
         "translation": "chrf",
+        "math": "accuracy",
     }
     with pytest.raises(ValueError, match="no metrics"):
         get_task_metrics("chat")

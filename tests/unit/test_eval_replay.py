@@ -19,7 +19,9 @@ from semcascade.evaluation.replay import (
 
 def tier(score: float | None, quality: float, cost: float, lat: float, greedy_q: float | None = None) -> TierRecord:
     k = 1 if score is None else 3
-    t = TierRecord(samples=["a"] * k, mean_logprobs=[None] * k, cost=cost, latency_s=lat, prompt_tokens=1, completion_tokens=1)
+    t = TierRecord(
+        samples=["a"] * k, mean_logprobs=[None] * k, cost=cost, latency_s=lat, prompt_tokens=1, completion_tokens=1
+    )
     t.scores["s"] = score
     t.consensus["s"] = 0
     t.scoring_s["s"] = 0.1 if k > 1 else 0.0
@@ -32,7 +34,9 @@ def tier(score: float | None, quality: float, cost: float, lat: float, greedy_q:
 def recs() -> list[ExampleRecord]:
     # (cheap score, cheap right?, strong right?)
     spec = [(0.9, 1.0, 1.0), (0.8, 1.0, 0.0), (0.3, 0.0, 1.0), (0.2, 0.0, 0.0)]
-    return [ExampleRecord(str(i), [tier(s, qc, 1.0, 1.0), tier(None, qs, 10.0, 2.0)]) for i, (s, qc, qs) in enumerate(spec)]
+    return [
+        ExampleRecord(str(i), [tier(s, qc, 1.0, 1.0), tier(None, qs, 10.0, 2.0)]) for i, (s, qc, qs) in enumerate(spec)
+    ]
 
 
 def test_cascade_threshold_routes_and_sums_costs() -> None:

@@ -20,14 +20,18 @@ from semcascade.errors import (
 )
 from semcascade.providers import CompletionRequest, LiteLLMProvider
 
-REQ = CompletionRequest(model="openai/m", messages=[{"role": "user", "content": "q"}], n=2, api_key="sk-secret-abcdef123456", tier="t")
+REQ = CompletionRequest(
+    model="openai/m", messages=[{"role": "user", "content": "q"}], n=2, api_key="sk-secret-abcdef123456", tier="t"
+)
 
 
 def response(texts: list[str], *, logprobs: bool = True, completion_tokens: int = 3) -> dict[str, Any]:
     choices = []
     for i, t in enumerate(texts):
         lp = {"content": [{"token": w, "logprob": -0.5, "top_logprobs": []} for w in t.split()]} if logprobs else None
-        choices.append({"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop", "logprobs": lp})
+        choices.append(
+            {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop", "logprobs": lp}
+        )
     return {"model": "m", "choices": choices, "usage": {"prompt_tokens": 11, "completion_tokens": completion_tokens}}
 
 
@@ -95,10 +99,16 @@ async def test_5xx_is_transient_with_retry_after(monkeypatch: pytest.MonkeyPatch
         (lx.Timeout("slow", model="m", llm_provider="openai"), ProviderTimeoutError, "timed out"),
         (lx.RateLimitError("too many", llm_provider="openai", model="m"), RateLimitError, "rate-limited"),
         (lx.NotFoundError("model not found", llm_provider="openai", model="m"), UnknownModelError, "does not know"),
-        (lx.AuthenticationError("bad key sk-secret-abcdef123456", llm_provider="openai", model="m"), AuthenticationError, "authentication failed"),
+        (
+            lx.AuthenticationError("bad key sk-secret-abcdef123456", llm_provider="openai", model="m"),
+            AuthenticationError,
+            "authentication failed",
+        ),
     ],
 )
-async def test_errors_are_typed_and_redacted(monkeypatch: pytest.MonkeyPatch, exc: Exception, typ: type, text: str) -> None:
+async def test_errors_are_typed_and_redacted(
+    monkeypatch: pytest.MonkeyPatch, exc: Exception, typ: type, text: str
+) -> None:
     patch(monkeypatch, exc)
     with pytest.raises(typ, match=text) as info:
         await LiteLLMProvider().complete(REQ)

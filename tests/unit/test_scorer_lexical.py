@@ -126,7 +126,7 @@ def test_importing_scorers_loads_no_heavy_packages() -> None:
         "import sys\n"
         "from semcascade.scoring._registry import available_scorers\n"
         "import semcascade.scoring.cache, semcascade.text\n"
-        "assert available_scorers() == ['cross_encoder', 'embedding', 'lexical', 'llm_judge']\n"
+        "assert available_scorers() == ['cross_encoder', 'embedding', 'lexical', 'llm_judge', 'numeric']\n"
         "heavy = ('torch', 'onnxruntime', 'sentence_transformers', 'transformers', 'litellm', 'tokenizers')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )

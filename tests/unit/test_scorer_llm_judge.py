@@ -91,7 +91,7 @@ async def test_request_parameters_and_prompt() -> None:
     assert req.api_base == "http://127.0.0.1:9/v1" and req.api_key == "sk-secret-123"
     assert req.timeout == 60.0
     user = str(req.messages[-1]["content"])
-    assert f"The answer to \"{Q}\" is: " in user
+    assert f'The answer to "{Q}" is: ' in user
     assert premise_hypothesis(req) == ("Paris", "It is Paris")
     system = str(req.messages[0]["content"]).lower()
     assert "yes" in system and "no" in system and "maybe" in system

@@ -53,7 +53,9 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-async def test_embedding_and_lexical_rank_real_ensembles_alike(items: list[dict[str, Any]], embedding: EmbeddingScorer) -> None:
+async def test_embedding_and_lexical_rank_real_ensembles_alike(
+    items: list[dict[str, Any]], embedding: EmbeddingScorer
+) -> None:
     emb = await scores(embedding, items)
     lex = await scores(LexicalScorer(), items)
     assert all(0.0 <= x <= 1.0 for x in emb + lex)
@@ -61,7 +63,9 @@ async def test_embedding_and_lexical_rank_real_ensembles_alike(items: list[dict[
     assert spearman(emb, lex) > 0.4
 
 
-async def test_real_matrices_are_symmetric_and_consistent(items: list[dict[str, Any]], embedding: EmbeddingScorer) -> None:
+async def test_real_matrices_are_symmetric_and_consistent(
+    items: list[dict[str, Any]], embedding: EmbeddingScorer
+) -> None:
     for it in items[:10]:
         s = it["samples"]
         pairs = [(s[a], s[b]) for a, b in pair_indices(5)]

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from semcascade.errors import (
     AuthenticationError,
+    BadRequestError,
+    ContentRefusedError,
     MalformedResponseError,
     PromptTooLongError,
     ProviderError,
@@ -35,13 +38,18 @@ __all__ = [
     "MockProvider",
     "PROVIDERS",
     "Provider",
+    "REFUSED_FINISH_REASONS",
     "TokenLogprob",
     "available_providers",
     "create_provider",
+    "error_for_status",
     "register_provider",
 ]
 
 Message = Mapping[str, Any]
+
+#: ``finish_reason`` of a choice the provider withheld (content filter) or refused (OpenAI's ``refusal``)
+REFUSED_FINISH_REASONS = ("content_filter", "refusal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +264,8 @@ def _map_litellm_error(exc: Exception, request: CompletionRequest) -> ProviderEr
 
     model, tier = request.model, request.tier
     text = _redact(str(exc), request.api_key)
-    first = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
-    if isinstance(exc, lx.ContextWindowExceededError) or "context size" in text or "context length" in text:
+    first = _first_line(text) or type(exc).__name__
+    if isinstance(exc, lx.ContextWindowExceededError):
         return PromptTooLongError(tier or model, -1, -1, detail=first)
     if isinstance(exc, lx.Timeout):
         return ProviderTimeoutError(
@@ -265,25 +273,9 @@ def _map_litellm_error(exc: Exception, request: CompletionRequest) -> ProviderEr
             model=model,
             tier=tier,
         )
-    if isinstance(exc, lx.RateLimitError):
-        return RateLimitError(
-            f"rate-limited: {first}; lower 'requests_per_second' or retry later",
-            model=model,
-            tier=tier,
-            retry_after=_retry_after(exc),
-        )
-    if isinstance(exc, lx.NotFoundError) or (
-        isinstance(exc, lx.BadRequestError)
-        and "model" in text.lower()
-        and "not" in text.lower()
-        and "found" in text.lower()
-    ):
-        return UnknownModelError(
-            f"the provider does not know this model ({first}); check the model name", model=model, tier=tier
-        )
-    if isinstance(exc, lx.AuthenticationError):
-        return AuthenticationError(
-            "authentication failed; check the key in the tier's 'api_key_env' variable", model=model, tier=tier
+    if isinstance(exc, lx.ContentPolicyViolationError):
+        return ContentRefusedError(
+            f"content refused by the provider's content policy ({first})", model=model, tier=tier
         )
     if isinstance(exc, lx.BadRequestError) and "LLM Provider NOT provided" in text:
         return UnknownModelError(
@@ -294,18 +286,131 @@ def _map_litellm_error(exc: Exception, request: CompletionRequest) -> ProviderEr
         )
     if _in_chain(exc, ("JSONDecodeError",)):
         return MalformedResponseError(f"the provider's answer is not valid JSON: {first}", model=model, tier=tier)
+    status = getattr(exc, "status_code", None)
     if isinstance(exc, lx.APIConnectionError) or _is_connection_drop(exc):
         # Includes a pooled keep-alive connection closed by the server as it was
         # reused (litellm reports it as a 500 "Connection error."): transient.
         return ProviderUnavailableError(
             f"cannot reach the provider: {first}; check 'api_base' and the network", model=model, tier=tier
         )
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and 500 <= status <= 599:
-        return ProviderUnavailableError(
-            f"server error {status}: {first}; transient, retried", model=model, tier=tier, retry_after=_retry_after(exc)
+    if isinstance(exc, lx.RateLimitError):
+        status = 429
+    elif isinstance(exc, lx.NotFoundError):
+        status = 404
+    elif isinstance(exc, lx.AuthenticationError):
+        status = 401
+    elif isinstance(exc, lx.BadRequestError) and not isinstance(status, int):
+        status = 400
+    body = getattr(exc, "body", None)
+    error = body.get("error", body) if isinstance(body, Mapping) else None
+    if not isinstance(error, Mapping):
+        error = {}
+    if not isinstance(status, int):
+        return ProviderError(f"{type(exc).__name__}: {first}", model=model, tier=tier)
+    message = error.get("message")
+    return error_for_status(
+        status,
+        request,
+        message=str(message) if message and status in (400, 413, 422) else text,
+        param=error.get("param"),
+        code=error.get("code"),
+        kind=error.get("type"),
+        retry_after=_retry_after(exc),
+    )
+
+
+# --------------------------------------------------------------------------- status -> typed error (shared)
+
+_CONTEXT_HINTS = ("context size", "context length", "context window", "maximum context", "too many tokens")
+_REFUSAL_CODES = ("content_policy_violation", "content_filter", "content_policy", "safety")
+_REFUSAL_HINTS = ("content policy", "content management policy", "safety system", "content filter")
+#: how providers name the offending parameter in a 400's message
+_PARAM_PATTERNS = (
+    re.compile(r"(?:argument|parameter|param|field)s?(?: supplied)?\s*:?\s*['\"`]?([A-Za-z_][\w.\[\]-]*)", re.I),
+    re.compile(r"(?:invalid|unsupported|unknown|unexpected) value for ['\"`]?([A-Za-z_][\w.\[\]-]*)", re.I),
+    re.compile(r"'loc':\s*[(\[]'body',\s*'([A-Za-z_][\w-]*)'"),
+)
+
+
+def error_for_status(
+    status: int,
+    request: CompletionRequest,
+    *,
+    message: str,
+    param: Any = None,
+    code: Any = None,
+    kind: Any = None,
+    retry_after: float | None = None,
+) -> ProviderError | PromptTooLongError:
+    """The typed error for an HTTP error answer (``status``, the body's error fields), key redacted.
+
+    Shared by every provider, so the same answer means the same error whichever
+    client received it.
+    """
+    model, tier = request.model, request.tier
+    text = _redact(message, request.api_key)
+    first = _first_line(text) or f"HTTP {status}"
+    low = text.lower()
+    codes = f"{code or ''} {kind or ''}".lower()
+    if status == 413 or any(h in low for h in _CONTEXT_HINTS) or "context_length_exceeded" in codes:
+        return PromptTooLongError(tier or model, -1, -1, detail=first)
+    if status in (401, 403):
+        return AuthenticationError(
+            "authentication failed; check the key in the tier's 'api_key_env' variable", model=model, tier=tier
         )
-    return ProviderError(f"{type(exc).__name__}: {first}", model=model, tier=tier)
+    if status == 404 or (
+        status in (400, 422)
+        and ("model_not_found" in codes or ("model" in low and "not" in low and ("found" in low or "exist" in low)))
+    ):
+        return UnknownModelError(
+            f"the provider does not know this model ({first}); check the model name", model=model, tier=tier
+        )
+    if status == 429:
+        return RateLimitError(
+            f"rate-limited: {first}; lower 'requests_per_second' or retry later",
+            model=model,
+            tier=tier,
+            retry_after=retry_after,
+        )
+    if status in (400, 422):
+        if any(c in codes for c in _REFUSAL_CODES) or any(h in low for h in _REFUSAL_HINTS):
+            return ContentRefusedError(
+                f"content refused by the provider's content policy ({first}); not retried", model=model, tier=tier
+            )
+        name = str(param) if isinstance(param, str) and param else _named_param(text, request)
+        which = f"parameter {name!r}" if name else "it did not say which parameter"
+        return BadRequestError(
+            f"the provider rejected the request as malformed ({which}: {first}); fix the tier's settings "
+            "or its 'litellm_params'",
+            model=model,
+            tier=tier,
+            param=name,
+        )
+    if status == 408:
+        return ProviderTimeoutError(
+            f"the provider timed out the request ({first}); transient, retried", model=model, tier=tier
+        )
+    if 500 <= status <= 599:
+        return ProviderUnavailableError(
+            f"server error {status}: {first}; transient, retried", model=model, tier=tier, retry_after=retry_after
+        )
+    return ProviderError(f"HTTP {status}: {first}", model=model, tier=tier)
+
+
+def _named_param(text: str, request: CompletionRequest) -> str | None:
+    """The request parameter a 400's message names: one of the tier's extra parameters, else a pattern match."""
+    for name in request.extra:
+        if re.search(rf"\b{re.escape(name)}\b", text):
+            return name
+    for pattern in _PARAM_PATTERNS:
+        m = pattern.search(text)
+        if m:
+            return m.group(1).strip(".")
+    return None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else ""
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -350,10 +455,15 @@ def _retry_after(exc: BaseException) -> float | None:
     return None
 
 
+#: key-shaped strings (OpenAI/Anthropic/Groq/Google keys, bearer tokens), redacted from every error
+_KEYLIKE = re.compile(r"(?:sk-|sk_|gsk_|xai-|AIza)[A-Za-z0-9_\-]{8,}|(?<=Bearer )[A-Za-z0-9._~+/\-]{8,}")
+
+
 def _redact(text: str, key: str | None) -> str:
+    """``text`` with ``key`` (the request's API key) and anything key-shaped replaced by ``***``."""
     if key and len(key) >= 4:
         text = text.replace(key, "***")
-    return text
+    return _KEYLIKE.sub("***", text)
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -389,7 +499,18 @@ def _parse_response(response: Any, request: CompletionRequest) -> Completion:
         if not isinstance(text, str):
             raise MalformedResponseError("a choice's content is not text", model=request.model, tier=request.tier)
         lps = _parse_logprobs(_get(rc, "logprobs"))
-        choices.append(Choice(text=text, completion_tokens=0, finish_reason=_get(rc, "finish_reason"), logprobs=lps))
+        finish = _get(rc, "finish_reason")
+        refusal = _get(message, "refusal") if message is not None else None
+        if not text and isinstance(refusal, str) and refusal:
+            finish = "refusal"  # OpenAI's structured refusal: no content, the reason in 'refusal'
+        choices.append(Choice(text=text, completion_tokens=0, finish_reason=finish, logprobs=lps))
+    if all(c.finish_reason in REFUSED_FINISH_REASONS for c in choices):
+        raise ContentRefusedError(
+            f"content refused: the provider's content filter withheld every choice "
+            f"(finish_reason {choices[0].finish_reason!r}); not retried",
+            model=request.model,
+            tier=request.tier,
+        )
     # Token accounting. With n>1 llama-server reports one choice's tokens only,
     # so count per choice from logprobs when present; else split usage by length.
     counted: list[Choice] = []

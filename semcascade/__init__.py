@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from semcascade._budget import BudgetConfig
-from semcascade._retry import RetryConfig, RetryingProvider
 from semcascade.aggregation import Consensus, consensus, weighted_vote
 from semcascade.answers import AnswerFormat, extract_answer
 from semcascade.calibration import (
@@ -81,6 +80,7 @@ from semcascade.providers import (
     create_provider,
     register_provider,
 )
+from semcascade.providers.retry import RetryConfig, RetryingProvider
 from semcascade.result import CascadeResult, MemoryTrace, SampleTrace, TierTrace
 from semcascade.routing import (
     ConstantRouter,

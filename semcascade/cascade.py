@@ -13,7 +13,6 @@ from semcascade import step
 from semcascade._budget import BudgetLedger, CallBudget, Estimate, tier_upper_bound
 from semcascade._deadline import DeadlineReached, deadline_guard, deadline_scope, expired
 from semcascade._limits import TierLimiter
-from semcascade._retry import RetryingProvider, count_retries
 from semcascade.aggregation import Consensus, pair_indices, weighted_vote
 from semcascade.confidence import ConfidenceModel, TierEvidence, load_confidence_model
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
@@ -31,6 +30,7 @@ from semcascade.memory.hooks import StrategyMemory
 from semcascade.messages import Messages, PromptLike, content_text, normalize_messages, prompt_text, question_of
 from semcascade.policy import DeferralPolicy, create_policy
 from semcascade.providers import LiteLLMProvider, Provider, close_loop_clients
+from semcascade.providers.retry import RetryingProvider, count_retries
 from semcascade.result import CascadeResult, TierTrace
 from semcascade.sampling import ResolvedTier, TierSamples, sample_tier
 from semcascade.scoring._registry import create_scorer

@@ -10,7 +10,6 @@ import litellm
 import litellm.exceptions as lx
 import pytest
 
-from semcascade._retry import RetryConfig, RetryingProvider
 from semcascade.errors import (
     AuthenticationError,
     BadRequestError,
@@ -23,6 +22,7 @@ from semcascade.errors import (
     UnknownModelError,
 )
 from semcascade.providers import CompletionRequest, LiteLLMProvider
+from semcascade.providers.retry import RetryConfig, RetryingProvider
 
 REQ = CompletionRequest(
     model="openai/m", messages=[{"role": "user", "content": "q"}], n=2, api_key="sk-secret-abcdef123456", tier="t"

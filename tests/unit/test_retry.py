@@ -25,8 +25,8 @@ from semcascade import (
     UnknownModelError,
 )
 from semcascade._deadline import deadline_scope
-from semcascade._retry import backoff_delay, count_retries, parse_retry_after
 from semcascade.providers import Completion, CompletionRequest
+from semcascade.providers.retry import backoff_delay, count_retries, parse_retry_after
 
 REQ = CompletionRequest(model="m", messages=[{"role": "user", "content": "q"}], tier="cheap", timeout=5.0)
 OK = MockProvider.texts("m", ["fine"])

@@ -1,0 +1,56 @@
+"""The provider seam: how a completion request reaches a model.
+
+* :mod:`~semcascade.providers.base`: :class:`CompletionRequest`, :class:`Completion`,
+  the :class:`Provider` protocol and the registry (providers are looked up by
+  name, so configs and tests swap them without if/elif chains);
+* :mod:`~semcascade.providers.litellm`: :class:`LiteLLMProvider`, any litellm model
+  string (litellm is imported only when one is built);
+* :mod:`~semcascade.providers.mock`: :class:`MockProvider`, answers from a Python
+  function, for tests (in the spirit of ``httpx.MockTransport``);
+* :mod:`~semcascade.providers.http_errors` and :mod:`~semcascade.providers.parsing`:
+  the HTTP-status -> typed-error mapping and the answer parser every provider shares;
+* :mod:`~semcascade.providers.retry`: :class:`RetryingProvider`, retries with backoff.
+"""
+
+from __future__ import annotations
+
+from semcascade.providers.base import (
+    PROVIDERS,
+    REFUSED_FINISH_REASONS,
+    Choice,
+    Completion,
+    CompletionRequest,
+    Provider,
+    StreamChunk,
+    StreamingProvider,
+    TokenLogprob,
+    available_providers,
+    create_provider,
+    register_provider,
+)
+from semcascade.providers.http_errors import error_for_status
+from semcascade.providers.litellm import LiteLLMProvider, close_loop_clients
+from semcascade.providers.litellm import _prepare_litellm_env as _prepare_litellm_env  # semcascade.costs uses it
+from semcascade.providers.mock import MockProvider
+from semcascade.providers.retry import RetryConfig, RetryingProvider
+
+__all__ = [
+    "Choice",
+    "Completion",
+    "CompletionRequest",
+    "LiteLLMProvider",
+    "MockProvider",
+    "PROVIDERS",
+    "Provider",
+    "REFUSED_FINISH_REASONS",
+    "RetryConfig",
+    "RetryingProvider",
+    "StreamChunk",
+    "StreamingProvider",
+    "TokenLogprob",
+    "available_providers",
+    "close_loop_clients",
+    "create_provider",
+    "error_for_status",
+    "register_provider",
+]

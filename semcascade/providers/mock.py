@@ -1,0 +1,45 @@
+"""A provider that answers from a Python function, for unit and fault tests (like ``httpx.MockTransport``)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+
+from semcascade.providers.base import Choice, Completion, CompletionRequest, register_provider
+
+__all__ = ["MockProvider"]
+
+
+Handler = Callable[[CompletionRequest], "Completion | Awaitable[Completion]"]
+
+
+@register_provider("mock")
+class MockProvider:
+    """A provider that answers from ``handler(request)`` (sync or async).
+
+    For tests only: the handler may also raise any :class:`ProviderError` to
+    simulate faults. ``calls`` records every request received.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self.calls: list[CompletionRequest] = []
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        self.calls.append(request)
+        out = self._handler(request)
+        if inspect.isawaitable(out):
+            out = await out
+        assert isinstance(out, Completion)
+        return out
+
+    @staticmethod
+    def texts(model: str, texts: Sequence[str], prompt_tokens: int = 10) -> Completion:
+        """Build a Completion whose choices are ``texts`` (one token per word)."""
+        return Completion(
+            model=model,
+            choices=tuple(
+                Choice(text=t, completion_tokens=max(1, len(t.split())), finish_reason="stop") for t in texts
+            ),
+            prompt_tokens=prompt_tokens,
+        )

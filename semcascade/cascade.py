@@ -29,8 +29,9 @@ from semcascade.errors import (
 from semcascade.memory.hooks import StrategyMemory
 from semcascade.messages import Messages, PromptLike, content_text, normalize_messages, prompt_text, question_of
 from semcascade.policy import DeferralPolicy, create_policy
-from semcascade.providers import LiteLLMProvider, Provider, close_loop_clients
-from semcascade.providers.retry import RetryingProvider, count_retries
+from semcascade.providers import Provider, close_loop_clients
+from semcascade.providers.retry import count_retries
+from semcascade.providers.stack import ProviderStack, build_provider_stack
 from semcascade.result import CascadeResult, TierTrace
 from semcascade.sampling import ResolvedTier, TierSamples, sample_tier
 from semcascade.scoring._registry import create_scorer
@@ -106,6 +107,15 @@ class Cascade:
 
     Use it as a (async) context manager, or call :meth:`close`, to stop a local
     server it started.
+
+    ``provider``: what to send requests to instead of each tier's configured
+    provider. A plain provider is wrapped in the per-tier retries (and, for
+    local tiers, the local-server guard); one that already retries (a
+    :class:`~semcascade.providers.retry.RetryingProvider`, or a wrapper of one)
+    is used as it is; so is a whole
+    :class:`~semcascade.providers.stack.ProviderStack` (see
+    :func:`~semcascade.providers.stack.build_provider_stack`). :attr:`stack`
+    shows the layers actually used.
     """
 
     def __init__(
@@ -131,7 +141,8 @@ class Cascade:
         #: per tier: the signal it decides on (a registry name)
         self._signals: dict[str, str] = {}
         self.memory = memory if memory is not None else StrategyMemory.from_config(self.config.memory)
-        #: what the provider calls go through: the provider wrapped in per-tier retries
+        #: the layers the provider calls go through (built by _setup), and its outermost layer
+        self._stack: ProviderStack | None = None
         self._caller: Provider | None = None
         budget = self.config.budget
         self._run_budget = BudgetLedger(budget.max_cost_per_run, budget.max_tokens_per_run, scope="run")
@@ -189,16 +200,11 @@ class Cascade:
         with self._setup_lock:
             if self._tiers is not None:
                 return self._tiers
-            if self._provider is None:
-                from semcascade.local.guard import LocalServerGuard
-
-                # A managed local server that dies mid-run is restarted once and the call retried.
-                self._provider = LocalServerGuard(LiteLLMProvider(), lambda: self.endpoints.server)
-            self._caller = (
-                self._provider
-                if isinstance(self._provider, RetryingProvider)
-                else RetryingProvider(self._provider, {t.name: t.retry for t in self.config.tiers})
+            # The one stack builder (shared with the eval harness): base -> local guard -> retry.
+            self._stack = build_provider_stack(
+                self.config, base=self._provider, local_server=lambda: self.endpoints.server
             )
+            self._caller = self._stack.caller
             tiers = [
                 ResolvedTier(
                     config=t,
@@ -227,9 +233,19 @@ class Cascade:
 
     @property
     def provider(self) -> Provider:
+        """The provider given to this cascade (for a whole stack: its outermost layer), else the per-tier
+        base providers the stack is built on."""
+        stack = self.stack
+        if self._provider is None:
+            return stack.base
+        return stack.caller if isinstance(self._provider, ProviderStack) else self._provider
+
+    @property
+    def stack(self) -> ProviderStack:
+        """The provider stack requests go through (``stack.caller``), layer by layer."""
         self._setup()
-        assert self._provider is not None
-        return self._provider
+        assert self._stack is not None
+        return self._stack
 
     @property
     def tiers(self) -> list[ResolvedTier]:
@@ -519,5 +535,5 @@ class Cascade:
         """Async close: wait for background strategy learning, close this loop's clients, stop an owned server."""
         if self.memory is not None:
             await self.memory.wait_learning()
-        await close_loop_clients()
+        await close_loop_clients(self._stack, self._scorer)  # this cascade's HTTP clients of this loop
         await asyncio.to_thread(self.close)

@@ -40,6 +40,7 @@ __all__ = [
     "CascadeConfig",
     "EquivalenceConfig",
     "LocalServerConfig",
+    "ProviderConfig",
     "ScorerConfig",
     "TierConfig",
     "load_config",
@@ -77,6 +78,18 @@ def _json_data(value: Any, _path: tuple[int, ...] = ()) -> Any:
 
 #: A free-form mapping passed on as JSON (litellm parameters, scorer options).
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_data)]
+
+
+class ProviderConfig(_Strict):
+    """Which provider sends a tier's requests, by registry name, with its constructor options.
+
+    ``auto`` (the default): the native OpenAI-compatible client (``openai``) for
+    ``local/`` models, ``openai/...`` models and OpenAI-style models behind an
+    ``api_base``; litellm for everything else. Also written ``provider: NAME``.
+    """
+
+    name: str = Field(default="auto", min_length=1, description="auto, openai (native), litellm, mock, or registered")
+    options: JsonObject = Field(default_factory=dict)
 
 
 class TierConfig(_Strict):
@@ -120,6 +133,14 @@ class TierConfig(_Strict):
     )
     system_prompt: str | None = None
     litellm_params: JsonObject = Field(default_factory=dict)
+    provider: ProviderConfig = Field(
+        default_factory=ProviderConfig, description="which provider sends this tier's requests (default auto)"
+    )
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _provider_by_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _one_model_spelling(self) -> TierConfig:

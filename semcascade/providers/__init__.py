@@ -9,7 +9,10 @@
   function, for tests (in the spirit of ``httpx.MockTransport``);
 * :mod:`~semcascade.providers.http_errors` and :mod:`~semcascade.providers.parsing`:
   the HTTP-status -> typed-error mapping and the answer parser every provider shares;
-* :mod:`~semcascade.providers.retry`: :class:`RetryingProvider`, retries with backoff.
+* :mod:`~semcascade.providers.retry`: :class:`RetryingProvider`, retries with backoff;
+* :mod:`~semcascade.providers.clients`: the HTTP clients the providers own, one per event loop;
+* :mod:`~semcascade.providers.stack`: :func:`build_provider_stack`, the one place the layers
+  (base provider per tier -> local-server guard -> per-tier retry -> response cache) are put together.
 """
 
 from __future__ import annotations
@@ -28,27 +31,33 @@ from semcascade.providers.base import (
     create_provider,
     register_provider,
 )
+from semcascade.providers.clients import LoopClients, close_loop_clients
 from semcascade.providers.http_errors import error_for_status
-from semcascade.providers.litellm import LiteLLMProvider, close_loop_clients
+from semcascade.providers.litellm import LiteLLMProvider
 from semcascade.providers.litellm import _prepare_litellm_env as _prepare_litellm_env  # semcascade.costs uses it
 from semcascade.providers.mock import MockProvider
 from semcascade.providers.retry import RetryConfig, RetryingProvider
+from semcascade.providers.stack import ProviderStack, TierProviders, build_provider_stack
 
 __all__ = [
     "Choice",
     "Completion",
     "CompletionRequest",
     "LiteLLMProvider",
+    "LoopClients",
     "MockProvider",
     "PROVIDERS",
     "Provider",
+    "ProviderStack",
     "REFUSED_FINISH_REASONS",
     "RetryConfig",
     "RetryingProvider",
     "StreamChunk",
     "StreamingProvider",
+    "TierProviders",
     "TokenLogprob",
     "available_providers",
+    "build_provider_stack",
     "close_loop_clients",
     "create_provider",
     "error_for_status",

@@ -2,13 +2,21 @@
 
 litellm is imported when a :class:`LiteLLMProvider` is built (a tier uses it),
 never with :mod:`semcascade`.
+
+HTTP clients: for the models litellm sends through the openai SDK (``openai/...``,
+any OpenAI-compatible ``api_base``), the provider hands litellm an SDK client
+over an HTTP client of its own, one per event loop, through litellm's public
+``client=`` argument, and closes it in :meth:`LiteLLMProvider.aclose`; no
+litellm cache is touched. Other litellm backends keep clients that litellm
+manages itself.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
+import hashlib
+import importlib
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,10 +30,14 @@ from semcascade.errors import (
     UnknownModelError,
 )
 from semcascade.providers.base import Completion, CompletionRequest, register_provider
+from semcascade.providers.clients import LoopClients
 from semcascade.providers.http_errors import error_for_status, first_line, parse_retry_after, redact
 from semcascade.providers.parsing import parse_completion
 
-__all__ = ["LiteLLMProvider", "close_loop_clients"]
+__all__ = ["LiteLLMProvider"]
+
+#: litellm providers that litellm sends through the openai SDK (which takes a ``client=`` of ours)
+_OPENAI_SDK_ROUTES = ("openai", "custom_openai")
 
 
 def _prepare_litellm_env() -> None:
@@ -41,15 +53,71 @@ class LiteLLMProvider:
     (:class:`RateLimitError` with ``retry_after``, :class:`ProviderUnavailableError`,
     :class:`ProviderTimeoutError`) for :class:`~semcascade.providers.retry.RetryingProvider`
     to retry; the cascade wraps its provider in one.
+
+    ``pool_size``: keep-alive connections kept per event loop (the stack sizes
+    it from the tiers' ``max_concurrency``; default: the openai SDK's).
+    :meth:`aclose` closes the running loop's clients.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, pool_size: int | None = None) -> None:
         _prepare_litellm_env()
         import litellm
 
         litellm.suppress_debug_info = True
         litellm.drop_params = True  # e.g. 'seed' or 'logprobs' for providers without them
         self._litellm = litellm
+        self.pool_size = pool_size
+        self._clients: LoopClients[_LoopClients] = LoopClients(self._new_clients)
+        self._routes: dict[tuple[str, str | None], str | None] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"LiteLLMProvider(pool_size={self.pool_size})"
+
+    def _new_clients(self) -> _LoopClients:
+        import openai
+
+        kwargs: dict[str, Any] = {}
+        if self.pool_size is not None:
+            limits = _http_module(openai.DefaultAsyncHttpxClient).Limits
+            kwargs["limits"] = limits(max_connections=None, max_keepalive_connections=self.pool_size)
+        return _LoopClients(openai.DefaultAsyncHttpxClient(**kwargs))
+
+    def _route(self, request: CompletionRequest) -> str | None:
+        """litellm's provider for the request's model (its public ``get_llm_provider``), memoised."""
+        key = (request.model, request.api_base)
+        with self._lock:
+            if key in self._routes:
+                return self._routes[key]
+        try:
+            route: str | None = str(self._litellm.get_llm_provider(model=request.model, api_base=request.api_base)[1])
+        except Exception:  # litellm cannot tell: let acompletion say so (and map its error)
+            route = None
+        with self._lock:
+            self._routes[key] = route
+        return route
+
+    def _sdk_client(self, request: CompletionRequest) -> Any | None:
+        """An openai SDK client over this provider's HTTP client of the running loop, when litellm would use one."""
+        if self._route(request) not in _OPENAI_SDK_ROUTES:
+            return None
+        key = request.api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            return None  # litellm raises its authentication error, mapped as usual
+        clients = self._clients.get()
+        ident = (request.api_base, hashlib.sha256(key.encode()).hexdigest())
+        client = clients.sdk.get(ident)
+        if client is None:
+            import openai
+
+            client = clients.sdk[ident] = openai.AsyncOpenAI(
+                api_key=key, base_url=request.api_base, http_client=clients.http, max_retries=0
+            )
+        return client
+
+    async def aclose(self) -> None:
+        """Close this provider's HTTP client of the running event loop (later calls open a new one)."""
+        await self._clients.aclose()
 
     async def complete(self, request: CompletionRequest) -> Completion:
         litellm = self._litellm
@@ -76,6 +144,9 @@ class LiteLLMProvider:
             if request.top_logprobs:
                 kwargs["top_logprobs"] = request.top_logprobs
         kwargs.update(request.extra)
+        client = self._sdk_client(request) if "client" not in kwargs else None
+        if client is not None:
+            kwargs["client"] = client
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:  # mapped to the typed hierarchy below
@@ -83,36 +154,24 @@ class LiteLLMProvider:
         return parse_completion(response, request)
 
 
-async def close_loop_clients() -> None:
-    """Close the HTTP clients litellm cached for the running event loop.
+class _LoopClients:
+    """A :class:`LiteLLMProvider`'s clients in one event loop: one HTTP client, SDK clients over it per endpoint."""
 
-    litellm keeps one client (and its keep-alive connections) per event loop and
-    never closes it; a loop that is about to end (``asyncio.run`` in
-    :meth:`Cascade.generate_sync`) must close them or leak their sockets.
-    Clients of other loops (other threads) are left alone.
-    """
-    import sys
+    def __init__(self, http: Any) -> None:
+        self.http = http
+        self.sdk: dict[tuple[str | None, str], Any] = {}
 
-    litellm = sys.modules.get("litellm")
-    cache = getattr(litellm, "in_memory_llm_clients_cache", None) if litellm is not None else None
-    entries = getattr(cache, "cache_dict", None)
-    if not isinstance(entries, dict):
-        return
-    suffix = f"-{id(asyncio.get_running_loop())}"  # litellm's cache keys end with the loop's id
-    for key in [k for k in list(entries) if isinstance(k, str) and k.endswith(suffix)]:
-        client = entries.pop(key, None)
-        ttl = getattr(cache, "ttl_dict", None)
-        if isinstance(ttl, dict):
-            ttl.pop(key, None)
-        close = getattr(client, "close", None) or getattr(client, "aclose", None)
-        if close is None:
-            continue
-        try:
-            result = close()
-            if inspect.isawaitable(result):
-                await result
-        except Exception:  # closing is best effort; the loop is ending anyway
-            continue
+    async def aclose(self) -> None:
+        self.sdk.clear()
+        await self.http.aclose()
+
+
+def _http_module(client_class: type) -> Any:
+    """The httpx flavour (``httpx``, or ``httpx2`` for newer openai SDKs) ``client_class`` is built on."""
+    for cls in client_class.__mro__:
+        if cls.__name__ == "AsyncClient":
+            return importlib.import_module(cls.__module__.split(".")[0])
+    return importlib.import_module("httpx")
 
 
 def _map_litellm_error(exc: Exception, request: CompletionRequest) -> ProviderError | PromptTooLongError:

@@ -18,11 +18,21 @@ class MockProvider:
     """A provider that answers from ``handler(request)`` (sync or async).
 
     For tests only: the handler may also raise any :class:`ProviderError` to
-    simulate faults. ``calls`` records every request received.
+    simulate faults. Without a handler every choice is the next of ``texts``, in
+    turn (so a config can name it: ``provider: {name: mock, options: {texts: [...]}}``).
+    ``calls`` records every request received.
     """
 
-    def __init__(self, handler: Handler) -> None:
-        self._handler = handler
+    def __init__(self, handler: Handler | None = None, *, texts: Sequence[str] = ("mock answer",)) -> None:
+        if not texts:
+            raise ValueError("texts must not be empty")
+        answers = tuple(texts)
+
+        def cycle(request: CompletionRequest) -> Completion:
+            start = len(self.calls) - 1
+            return self.texts(request.model, [answers[(start + i) % len(answers)] for i in range(request.n)])
+
+        self._handler = handler if handler is not None else cycle
         self.calls: list[CompletionRequest] = []
 
     async def complete(self, request: CompletionRequest) -> Completion:

@@ -3,6 +3,8 @@
 * :mod:`~semcascade.providers.base`: :class:`CompletionRequest`, :class:`Completion`,
   the :class:`Provider` protocol and the registry (providers are looked up by
   name, so configs and tests swap them without if/elif chains);
+* :mod:`~semcascade.providers.openai_compat`: :class:`OpenAICompatibleProvider`
+  (registry name ``openai``), native httpx client for OpenAI-compatible endpoints;
 * :mod:`~semcascade.providers.litellm`: :class:`LiteLLMProvider`, any litellm model
   string (litellm is imported only when one is built);
 * :mod:`~semcascade.providers.mock`: :class:`MockProvider`, answers from a Python
@@ -16,6 +18,8 @@
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from semcascade.providers.base import (
     PROVIDERS,
@@ -39,6 +43,9 @@ from semcascade.providers.mock import MockProvider
 from semcascade.providers.retry import RetryConfig, RetryingProvider
 from semcascade.providers.stack import ProviderStack, TierProviders, build_provider_stack
 
+if TYPE_CHECKING:
+    from semcascade.providers.openai_compat import OpenAICompatibleProvider
+
 __all__ = [
     "Choice",
     "Completion",
@@ -46,6 +53,7 @@ __all__ = [
     "LiteLLMProvider",
     "LoopClients",
     "MockProvider",
+    "OpenAICompatibleProvider",
     "PROVIDERS",
     "Provider",
     "ProviderStack",
@@ -63,3 +71,12 @@ __all__ = [
     "error_for_status",
     "register_provider",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # httpx is imported with the native provider, not with the package
+    if name == "OpenAICompatibleProvider":
+        from semcascade.providers.openai_compat import OpenAICompatibleProvider
+
+        return OpenAICompatibleProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -98,7 +98,13 @@ class Provider(Protocol):
 
 # --------------------------------------------------------------------------- registry
 
-PROVIDERS: Registry[Provider] = Registry("provider", ProviderError)
+
+def _load_builtins() -> None:
+    # The native OpenAI-compatible provider imports httpx: only when a provider is looked up by name.
+    import semcascade.providers.openai_compat  # noqa: F401
+
+
+PROVIDERS: Registry[Provider] = Registry("provider", ProviderError, loader=_load_builtins)
 
 
 def register_provider(name: str) -> Callable[[Callable[..., Provider]], Callable[..., Provider]]:

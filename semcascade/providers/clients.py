@@ -18,11 +18,11 @@ calls in a loop open new ones), and a wrapper exposes what it wraps as
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import inspect
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 __all__ = ["LoopClients", "close_loop_clients"]
@@ -42,29 +42,29 @@ _POOLS_LOCK = threading.Lock()
 class LoopClients(Generic[C]):
     """One client per running event loop: ``factory()`` on first use in a loop, closed by :meth:`aclose` in it.
 
-    Loops are held weakly: the entry of a loop that was dropped without closing
-    its client goes with it (its sockets then close when the client is
-    collected; close them in time with :meth:`aclose` before the loop ends).
-    A pool that is itself dropped (its provider collected) closes the clients
-    of the loops still running, on those loops.
+    Each client is also closed when its loop ends without :meth:`aclose`:
+    next to it sits a started async generator whose ``finally`` closes it, and
+    asyncio closes a loop's open async generators before the loop itself
+    (``loop.shutdown_asyncgens()``, as ``asyncio.run`` does), or when the
+    generator is collected (this pool dropped with its provider) while its
+    loop still runs. Loops are held weakly.
     """
 
     def __init__(self, factory: Callable[[], C]) -> None:
         self._factory = factory
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, C] = weakref.WeakKeyDictionary()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Entry[C]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         with _POOLS_LOCK:
             _POOLS.add(self)
-        weakref.finalize(self, _close_dropped, self._clients)
 
     def get(self) -> C:
         """The running loop's client (created now if this loop has none)."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            client = self._clients.get(loop)
-            if client is None:
-                client = self._clients[loop] = self._factory()
-            return client
+            entry = self._clients.get(loop)
+            if entry is None:
+                entry = self._clients[loop] = _Entry(self._factory())
+            return entry.client
 
     def open_loops(self) -> int:
         """How many loops have a client open (for tests)."""
@@ -75,27 +75,27 @@ class LoopClients(Generic[C]):
         """Close the running loop's client, if it has one (a later :meth:`get` opens a new one)."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            client = self._clients.pop(loop, None)
-        if client is not None:
-            await client.aclose()
+            entry = self._clients.pop(loop, None)
+        if entry is not None:
+            await entry.closer.aclose()
 
 
-#: closes scheduled for dropped pools (asyncio keeps only weak references to tasks)
-_CLOSING: set[concurrent.futures.Future[None]] = set()
+class _Entry(Generic[C]):
+    """A client and the started async generator that closes it when its loop shuts its generators down."""
+
+    def __init__(self, client: C) -> None:
+        self.client = client
+        self.closer = _close_at_loop_end(client)
+        step: Any = self.closer.asend(None)  # run to its yield now: the loop registers it (firstiter hook)
+        with contextlib.suppress(StopIteration):
+            step.send(None)
 
 
-def _close_dropped(clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]) -> None:
-    """A pool was collected: close its clients on their loops (still running ones), not left to the collector."""
-    for loop, client in list(clients.items()):
-        if loop.is_closed() or not loop.is_running():
-            continue
-        try:
-            future = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
-        except RuntimeError:  # the loop is shutting down
-            continue
-        _CLOSING.add(future)
-        future.add_done_callback(_CLOSING.discard)
-    clients.clear()
+async def _close_at_loop_end(client: _AsyncClosable) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 async def close_loop_clients(*owners: object) -> None:

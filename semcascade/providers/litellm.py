@@ -226,7 +226,7 @@ def _map_litellm_error(exc: Exception, request: CompletionRequest) -> ProviderEr
     return error_for_status(
         status,
         request,
-        message=str(message) if message and status in (400, 413, 422) else text,
+        message=str(message) if message else text,
         param=error.get("param"),
         code=error.get("code"),
         kind=error.get("type"),

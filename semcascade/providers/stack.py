@@ -34,10 +34,21 @@ __all__ = ["ProviderStack", "TierProviders", "auto_provider_name", "build_provid
 _POOLED = ("openai", "litellm")
 
 
+#: model prefixes of OpenAI-compatible endpoints (kept in step with openai_compat.OPENAI_STYLE_PREFIXES)
+_OPENAI_STYLE = ("local/", "openai/", "hosted_vllm/", "custom_openai/")
+
+
 def auto_provider_name(model: str, api_base: str | None) -> str:
-    """The provider ``auto`` picks for ``model`` (as written in the config, or as resolved) at ``api_base``."""
-    del model, api_base
-    return "litellm"  # every model, for now
+    """The provider ``auto`` picks for ``model`` (as written in the config, or as resolved) at ``api_base``.
+
+    ``openai`` (the native client) for OpenAI-compatible endpoints: ``local/``
+    models, ``openai/...`` (and ``hosted_vllm/``, ``custom_openai/``) models, and
+    a model without a provider prefix behind an ``api_base``; ``litellm`` for
+    everything else (``anthropic/...``, ``azure/...`` even with an ``api_base``, ...).
+    """
+    if model.startswith(_OPENAI_STYLE) or (api_base is not None and "/" not in model):
+        return "openai"
+    return "litellm"
 
 
 class TierProviders:

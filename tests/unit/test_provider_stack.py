@@ -133,7 +133,7 @@ async def test_aclose_closes_the_stacks_clients_of_this_loop_only() -> None:
     assert other._clients.open_loops() == 0
 
 
-def test_generate_sync_closes_the_clients_of_its_loop() -> None:
+def test_no_client_outlives_generate_syncs_loop() -> None:
     cfg = {**CFG, "tiers": [{**t, "provider": "litellm"} for t in CFG["tiers"]]}
     cascade = Cascade(cfg, provider=None)
     (provider,) = cascade.stack.base.providers()  # type: ignore[attr-defined]

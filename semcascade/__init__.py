@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from semcascade._lazy import lazy_exports
-from semcascade._retry import RetryConfig, RetryingProvider
 from semcascade.aggregation import Consensus, consensus, weighted_vote
 from semcascade.answers import AnswerFormat, extract_answer
 from semcascade.cascade import Cascade, PromptLike, normalize_messages
@@ -41,12 +40,14 @@ from semcascade.config import (
 )
 from semcascade.errors import (
     AuthenticationError,
+    BadRequestError,
     BudgetExceededError,
     CacheError,
     CalibrationError,
     CascadeFailedError,
     ConfidenceError,
     ConfigError,
+    ContentRefusedError,
     DatasetNotInstalledError,
     DeadlineExceededError,
     EmptyPromptError,
@@ -76,6 +77,7 @@ from semcascade.providers import (
     create_provider,
     register_provider,
 )
+from semcascade.providers.retry import RetryConfig, RetryingProvider
 from semcascade.result import CascadeResult, MemoryTrace, SampleTrace, TierTrace
 from semcascade.scoring._registry import available_scorers, create_scorer, register_scorer
 from semcascade.scoring.base import AgreementScorer, PairJudgement
@@ -136,6 +138,7 @@ __all__ = [
     "AnswerFormat",
     "AuthenticationError",
     "CacheError",
+    "BadRequestError",
     "CalibrationError",
     "CalibrationReport",
     "BudgetConfig",
@@ -150,6 +153,7 @@ __all__ = [
     "ConfidenceError",
     "ConfidenceModel",
     "ConfigError",
+    "ContentRefusedError",
     "Consensus",
     "ConstantRouter",
     "DatasetNotInstalledError",

@@ -13,7 +13,6 @@ from semcascade import step
 from semcascade._budget import BudgetLedger, CallBudget, Estimate, tier_upper_bound
 from semcascade._deadline import DeadlineReached, deadline_guard, deadline_scope, expired
 from semcascade._limits import TierLimiter
-from semcascade._retry import RetryingProvider, count_retries
 from semcascade._sync import in_running_loop, run_sync
 from semcascade.aggregation import Consensus
 from semcascade.confidence import ConfidenceModel, TierEvidence, load_confidence_model
@@ -34,6 +33,8 @@ from semcascade.memory.hooks import StrategyMemory
 from semcascade.messages import Messages, PromptLike, content_text, normalize_messages, prompt_text, question_of
 from semcascade.policy import DeferralPolicy, create_policy
 from semcascade.providers import LiteLLMProvider, Provider, close_loop_clients
+from semcascade.providers.retry import count_retries
+from semcascade.providers.stack import ProviderStack, build_provider_stack
 from semcascade.result import CascadeResult, TierTrace
 from semcascade.sampling import ResolvedTier, TierSamples, sample_tier
 from semcascade.scoring._registry import create_scorer
@@ -118,8 +119,18 @@ def _check_litellm_models(cfg: CascadeConfig) -> None:
     may serve any name (it cannot be checked offline). litellm is imported only when there is
     something to check.
     """
+    from semcascade.providers.stack import auto_provider_name
+
+    def via_litellm(t: TierConfig, m: str) -> bool:
+        name = t.provider.name if t.provider.name != "auto" else auto_provider_name(m, t.api_base)
+        return name == "litellm"
+
     todo = [
-        (t.name, m) for t in cfg.tiers if t.api_base is None for m in t.model_list if not m.startswith(LOCAL_PREFIX)
+        (t.name, m)
+        for t in cfg.tiers
+        if t.api_base is None
+        for m in t.model_list
+        if not m.startswith(LOCAL_PREFIX) and via_litellm(t, m)
     ]
     if not todo:
         return
@@ -152,6 +163,15 @@ class Cascade:
     Use it as a (async) context manager, or call :meth:`close` / :meth:`aclose`:
     they wait for background strategy learning, close the HTTP clients and the
     memory store, and stop a local server it started.
+
+    ``provider``: what to send requests to instead of each tier's configured
+    provider. A plain provider is wrapped in the per-tier retries (and, for
+    local tiers, the local-server guard); one that already retries (a
+    :class:`~semcascade.providers.retry.RetryingProvider`, or a wrapper of one)
+    is used as it is; so is a whole
+    :class:`~semcascade.providers.stack.ProviderStack` (see
+    :func:`~semcascade.providers.stack.build_provider_stack`). :attr:`stack`
+    shows the layers actually used.
     """
 
     def __init__(
@@ -193,7 +213,8 @@ class Cascade:
         self._memory_hook: MemoryHook | None = None
         self.memory = memory if memory is not None else StrategyMemory.from_config(self.config.memory)
         self._owns_memory = memory is None
-        #: what the provider calls go through: the provider wrapped in per-tier retries
+        #: the layers the provider calls go through (built by _setup), and its outermost layer
+        self._stack: ProviderStack | None = None
         self._caller: Provider | None = None
         budget = self.config.budget
         self._run_budget = run_budget or BudgetLedger(budget.max_cost_per_run, budget.max_tokens_per_run, scope="run")
@@ -270,16 +291,11 @@ class Cascade:
         with self._setup_lock:
             if self._tiers is not None:
                 return self._tiers
-            if self._provider is None:
-                from semcascade.local.guard import LocalServerGuard
-
-                # A managed local server that dies mid-run is restarted once and the call retried.
-                self._provider = LocalServerGuard(LiteLLMProvider(), lambda: self.endpoints.server)
-            self._caller = (
-                self._provider
-                if isinstance(self._provider, RetryingProvider)
-                else RetryingProvider(self._provider, {t.name: t.retry for t in self.config.tiers})
+            # The one stack builder (shared with the eval harness): base -> local guard -> retry.
+            self._stack = build_provider_stack(
+                self.config, base=self._provider, local_server=lambda: self.endpoints.server
             )
+            self._caller = self._stack.caller
             tiers = [
                 ResolvedTier(
                     config=t,
@@ -308,9 +324,19 @@ class Cascade:
 
     @property
     def provider(self) -> Provider:
+        """The provider given to this cascade (for a whole stack: its outermost layer), else the per-tier
+        base providers the stack is built on."""
+        stack = self.stack
+        if self._provider is None:
+            return stack.base
+        return stack.caller if isinstance(self._provider, ProviderStack) else self._provider
+
+    @property
+    def stack(self) -> ProviderStack:
+        """The provider stack requests go through (``stack.caller``), layer by layer."""
         self._setup()
-        assert self._provider is not None
-        return self._provider
+        assert self._stack is not None
+        return self._stack
 
     @property
     def tiers(self) -> list[ResolvedTier]:
@@ -617,7 +643,7 @@ class Cascade:
 
     async def _close_clients(self) -> None:
         """Close the HTTP clients of the running event loop (the one place that knows how)."""
-        await close_loop_clients()
+        await close_loop_clients(self._stack, self._scorer)  # this cascade's clients of this loop
 
     def _release(self) -> None:
         """The blocking part of closing: the memory store this cascade built, and a local server it started."""

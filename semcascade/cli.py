@@ -390,7 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="measure quality, cost, latency and deferral against every baseline")
     config_arg(ev)
     ev.add_argument(
-        "--dataset", type=_dataset, default="nq", help="nq, trivia, halueval_qa, cnn_dailymail, translation, gsm_symbolic"
+        "--dataset",
+        type=_dataset,
+        default="nq",
+        help="nq, trivia, halueval_qa, cnn_dailymail, translation, gsm_symbolic",
     )
     ev.add_argument("--n", type=NumberArg(int, 1), default=100, help="number of examples (seeded subset)")
     ev.add_argument("--seed", type=int, default=0)

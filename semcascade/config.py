@@ -28,7 +28,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from semcascade._named import JsonObject, NamedOptions, json_data
-from semcascade._retry import RetryConfig
 from semcascade.answers import AnswerFormat
 from semcascade.costs import unpriced_models
 from semcascade.drift import DriftConfig
@@ -36,6 +35,7 @@ from semcascade.errors import ConfigError, MissingAPIKeyError
 from semcascade.memory.config import MemoryConfig
 
 __all__ = [
+    "RetryConfig",
     "DEFAULT_CONFIG_PATH",
     "LOCAL_PREFIX",
     "BudgetConfig",
@@ -44,6 +44,7 @@ __all__ = [
     "JsonObject",
     "LocalServerConfig",
     "PolicyConfig",
+    "ProviderConfig",
     "ScorerConfig",
     "TierConfig",
     "load_config",
@@ -65,6 +66,35 @@ class _Strict(BaseModel):
 
 #: kept under its old name for code that imported it from here
 _json_data = json_data
+
+
+class RetryConfig(BaseModel):
+    """How a tier retries transient provider failures (``max_attempts: 1`` = never)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    max_attempts: int = Field(default=3, ge=1, le=20, description="attempts per request, the first included")
+    backoff_base_s: float = Field(default=0.5, ge=0.0, description="cap of the first retry's delay")
+    backoff_max_s: float = Field(default=8.0, ge=0.0, description="cap of any retry's delay")
+    jitter: bool = Field(default=True, description="full jitter: delay uniform in [0, cap]")
+    retry_after_max_s: float = Field(default=30.0, ge=0.0, description="longest Retry-After honoured")
+
+    @model_validator(mode="after")
+    def _base_within_max(self) -> RetryConfig:
+        if self.backoff_base_s > self.backoff_max_s:
+            raise ValueError("backoff_base_s must not exceed backoff_max_s")
+        return self
+
+
+class ProviderConfig(NamedOptions):
+    """Which provider sends a tier's requests, by registry name, with its constructor options.
+
+    ``auto`` (the default): the native OpenAI-compatible client (``openai``) for
+    ``local/`` models, ``openai/...`` models and OpenAI-style models behind an
+    ``api_base``; litellm for everything else. Also written ``provider: NAME``.
+    """
+
+    name: str = Field(default="auto", min_length=1, description="auto, openai (native), litellm, mock, or registered")
 
 
 class TierConfig(_Strict):
@@ -108,6 +138,14 @@ class TierConfig(_Strict):
     )
     system_prompt: str | None = None
     litellm_params: JsonObject = Field(default_factory=dict)
+    provider: ProviderConfig = Field(
+        default_factory=ProviderConfig, description="which provider sends this tier's requests (default auto)"
+    )
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _provider_by_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _one_model_spelling(self) -> TierConfig:

@@ -36,7 +36,7 @@ def _unknown_model_errors() -> tuple[type[BaseException], ...]:
 @lru_cache(maxsize=256)
 def _cost_map_prices(model: str) -> tuple[float, float] | None:
     """(input, output) USD per token from litellm's bundled cost map, or None if unmapped."""
-    from semcascade.providers import _prepare_litellm_env
+    from semcascade._litellm_env import prepare_litellm_env as _prepare_litellm_env
 
     _prepare_litellm_env()
     import litellm

@@ -18,7 +18,9 @@ keeps it that way.
     │   ├── ProviderTimeoutError
     │   ├── RateLimitError
     │   ├── ProviderUnavailableError  5xx or connection failure (transient)
-    │   └── MalformedResponseError
+    │   ├── MalformedResponseError
+    │   ├── BadRequestError         the provider rejected the request as malformed (names the parameter)
+    │   └── ContentRefusedError     the provider's content policy refused the prompt or the answer
     ├── ScorerError                 an agreement scorer could not be built or run
     │   └── ConfidenceError         a deferral-confidence model is missing, malformed or lacks evidence
     ├── LocalServerError            the managed llama-server could not be set up
@@ -45,12 +47,14 @@ __all__ = [
     "UnsafeExpressionError",
     "AuthenticationError",
     "CacheError",
+    "BadRequestError",
     "CalibrationError",
     "BudgetExceededError",
     "CascadeFailedError",
     "ConfidenceError",
     "ConfigError",
     "DatasetNotInstalledError",
+    "ContentRefusedError",
     "DeadlineExceededError",
     "EmptyPromptError",
     "LocalServerError",
@@ -159,6 +163,30 @@ class ProviderUnavailableError(ProviderError):
 
 class MalformedResponseError(ProviderError):
     """The provider answered with something that is not a usable completion."""
+
+
+class BadRequestError(ProviderError):
+    """The provider rejected the request as malformed (HTTP 400/422): a parameter it does not accept.
+
+    ``param`` names the offending request parameter when the provider said (or
+    the message names one). A configuration problem: never retried, and it
+    propagates out of the cascade before another tier is paid for.
+    """
+
+    def __init__(
+        self, message: str, *, model: str | None = None, tier: str | None = None, param: str | None = None
+    ) -> None:
+        self.param = param
+        super().__init__(message, model=model, tier=tier)
+
+
+class ContentRefusedError(ProviderError):
+    """The provider's content policy refused the prompt (an HTTP 400 ``content_policy_violation``)
+    or filtered every choice of its answer (``finish_reason: content_filter``).
+
+    Not retried (the same prompt is refused again); the tier records it in its
+    trace and the cascade escalates, like any failed tier.
+    """
 
 
 class ScorerError(SemcascadeError):

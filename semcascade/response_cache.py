@@ -62,7 +62,7 @@ from typing import Any, Literal
 
 from semcascade._sqlite import ThreadConnections, error_message, initialise_schema
 from semcascade.errors import CacheError
-from semcascade.providers import Choice, Completion, CompletionRequest, Provider, TokenLogprob
+from semcascade.providers.base import Choice, Completion, CompletionRequest, Provider, TokenLogprob
 
 __all__ = [
     "CacheError",

@@ -18,16 +18,23 @@ from semcascade.answers import extract_answer
 from semcascade.config import TierConfig
 from semcascade.costs import tier_cost
 from semcascade.endpoints import ResolvedModel
-from semcascade.errors import AuthenticationError, ProviderError, UnknownModelError
-from semcascade.providers import Completion, CompletionRequest, Provider
+from semcascade.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContentRefusedError,
+    ProviderError,
+    UnknownModelError,
+)
+from semcascade.providers import REFUSED_FINISH_REASONS, Completion, CompletionRequest, Provider
 from semcascade.result import SampleTrace
 
 __all__ = ["ResolvedModel", "ResolvedTier", "TierSamples", "sample_tier", "split_k"]
 
 #: Provider errors that are configuration problems: escalating past them would
-#: only hide them, so they propagate. Other provider errors (timeouts, rate
-#: limits, 5xx, garbage) are recorded and the cascade carries on.
-CONFIG_ERRORS: tuple[type[ProviderError], ...] = (UnknownModelError, AuthenticationError)
+#: only hide them (and pay the next tier for nothing), so they propagate. Other
+#: provider errors (timeouts, rate limits, 5xx, garbage, content refusals) are
+#: recorded in the tier's trace and the cascade carries on.
+CONFIG_ERRORS: tuple[type[ProviderError], ...] = (UnknownModelError, AuthenticationError, BadRequestError)
 
 
 @dataclass
@@ -149,7 +156,13 @@ async def sample_tier(
         used = out.usage.setdefault(model.litellm_model, [0, 0])
         used[0] += res.prompt_tokens
         used[1] += res.completion_tokens
+        refused = [ch for ch in res.choices if ch.finish_reason in REFUSED_FINISH_REASONS]
+        if refused:  # withheld by the provider's filter: a refusal, not an answer (billed all the same)
+            why = f"content refused: {len(refused)} of {len(res.choices)} choices withheld by the provider's filter"
+            out.errors.append(str(ContentRefusedError(why, model=req.model, tier=req.tier)))
         for ch in res.choices:
+            if ch.finish_reason in REFUSED_FINISH_REASONS:
+                continue
             text = ch.text.strip()
             out.samples.append(
                 SampleTrace(

@@ -49,8 +49,9 @@ from semcascade.evaluation.replay import (
 from semcascade.evaluation.splits import SPLITS
 from semcascade.local.paths import cache_dir
 from semcascade.policy import create_policy
-from semcascade.providers import Completion, CompletionRequest, LiteLLMProvider, Provider
-from semcascade.response_cache import CachingProvider, ResponseCache
+from semcascade.providers import Completion, CompletionRequest, Provider
+from semcascade.providers.stack import build_provider_stack
+from semcascade.response_cache import ResponseCache
 from semcascade.scoring._registry import create_scorer
 from semcascade.scoring.cache import CachedScorer
 from semcascade.scoring.signals import agreement_signal_for, available_signals
@@ -319,11 +320,16 @@ async def run_eval(
     metrics = get_task_metrics(task)
     cfg = _task_config(base_cfg, task)
     cache = ResponseCache(cache_path or cache_dir() / "responses.sqlite")
-    provider = CachingProvider(provider or LiteLLMProvider(), cache)
     server = cascade.local_server if cascade is not None else None
-    own = Cascade(
-        cfg, provider=provider, local_server=server, local_api_base=cascade.local_api_base if cascade else None
+    # The cascade's own stack (base per tier -> local guard -> retry), under the response cache: every
+    # call of the run, the tiers' and the judges', goes through it.
+    stack = build_provider_stack(
+        cfg, base=provider, cache=cache, local_server=lambda: own.local_server if own is not None else server
     )
+    assert stack.cache is not None
+    provider = stack.caller
+    own: Cascade | None = None
+    own = Cascade(cfg, provider=stack, local_server=server, local_api_base=cascade.local_api_base if cascade else None)
     try:
         await asyncio.to_thread(own.prepare)
         records = await collect(own, examples, template.render, concurrency=concurrency, progress=progress)
@@ -353,6 +359,7 @@ async def run_eval(
         if task == "summarization" and hallucination_judge:
             halluc = await _summary_hallucination(own, provider, records, examples, cfg, progress=progress)
     finally:
+        await stack.aclose()  # the stack's HTTP clients of this loop (run_eval_sync's loop ends here)
         if cascade is None:
             await asyncio.to_thread(own.close)
     report = build_report(records, examples, cfg, dataset=dataset, seed=seed, signals=[s.name for s in specs])
@@ -364,7 +371,7 @@ async def run_eval(
     report.split = split
     report.agreement_signal = _agreement_signal(cfg)
     report.command = command
-    report.cache_stats = asdict(provider.stats)
+    report.cache_stats = asdict(stack.cache.stats)
     report.elapsed_s = time.perf_counter() - started
     if out_dir is not None:
         write_outputs(report, records, examples, Path(out_dir))

@@ -20,13 +20,24 @@ import logging
 import threading
 from collections.abc import Callable
 
-from semcascade.errors import LocalServerError, ProviderError
+from semcascade.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContentRefusedError,
+    LocalServerError,
+    ProviderError,
+    RateLimitError,
+    UnknownModelError,
+)
 from semcascade.local.server import LocalServer
-from semcascade.providers import Completion, CompletionRequest, Provider
+from semcascade.providers.base import Completion, CompletionRequest, Provider
 
 __all__ = ["MAX_RESTARTS", "LocalServerGuard"]
 
 _log = logging.getLogger("semcascade.local")
+
+#: Errors only a live server can give (it answered): never a sign that it died.
+_ANSWERED = (BadRequestError, ContentRefusedError, UnknownModelError, AuthenticationError, RateLimitError)
 
 #: Restarts one guard allows over its lifetime; a server that keeps dying needs a fix, not restarts.
 MAX_RESTARTS = 3
@@ -86,6 +97,8 @@ class LocalServerGuard:
         generation = self._generation
         try:
             return await self.inner.complete(request)
+        except _ANSWERED:
+            raise  # the server answered (and so is alive): not the guard's business
         except ProviderError as exc:
             # Not a death unless the process is gone, or a concurrent call is restarting it (lock held)
             # or has restarted it (generation moved on; checked last: it moves before the lock is released).

@@ -15,6 +15,14 @@ gets one *fault* (``"ok"`` = a well-formed answer):
 ``drop``       close the connection without answering
 ``401``        HTTP 401 (a bad key: a configuration error, never retried)
 ``404``        HTTP 404 "model not found" (a configuration error, never retried)
+``400``        HTTP 400 "invalid value" for the request's ``temperature`` (``"param": "temperature"``)
+``refusal``    HTTP 400 ``content_policy_violation`` (the provider's safety system refused the prompt)
+``content_filter``  HTTP 200 whose every choice is empty with ``finish_reason: "content_filter"``
+
+Independently of the fault, a request carrying a body parameter that the
+OpenAI chat-completions API does not know is answered like OpenAI does: HTTP
+400 ``Unrecognized request argument supplied: NAME`` with ``"param": NAME``
+(a misspelt ``litellm_params`` entry, say).
 
 The fault of a request is chosen, first match wins, by: an ``X-Fault``
 request header (per request; pass it through litellm's ``extra_headers``),
@@ -59,12 +67,26 @@ FAULT_KINDS: tuple[str, ...] = (
     "drop",
     "401",
     "404",
+    "400",
+    "refusal",
+    "content_filter",
 )
 #: faults a transient-failure mix draws from by default (no hangs, no config-type errors)
 TRANSIENT_FAULTS: tuple[str, ...] = ("latency", "429", "500", "503", "malformed", "empty", "wrong_n", "drop")
 
 #: (model, prompt text, choice index, rng) -> the answer text of one choice
 AnswerFn = Callable[[str, str, int, random.Random], str]
+
+#: top-level request parameters of OpenAI's chat-completions API; anything else is a 400
+KNOWN_PARAMS = frozenset(
+    {
+        "model", "messages", "n", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
+        "logprobs", "top_logprobs", "stream", "stream_options", "presence_penalty", "frequency_penalty",
+        "logit_bias", "user", "response_format", "tools", "tool_choice", "parallel_tool_calls", "functions",
+        "function_call", "metadata", "store", "reasoning_effort", "modalities", "audio", "prediction",
+        "service_tier", "web_search_options",
+    }
+)  # fmt: skip
 
 
 def _default_answer(model: str, prompt: str, index: int, rng: random.Random) -> str:
@@ -217,6 +239,14 @@ class FaultServer:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "request body is not JSON")
+        if not isinstance(body, dict):
+            return _error(400, "request body is not a JSON object")
+        unknown = sorted(set(body) - KNOWN_PARAMS)
+        if unknown:
+            with self._lock:
+                self.stats.requests += 1
+                self.stats.by_fault["unknown_param"] += 1
+            return _error(400, f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0])
         model = str(body.get("model", ""))
         fault = self._pick(request.headers.get("X-Fault"), model)
         if fault not in FAULT_KINDS:
@@ -250,6 +280,15 @@ class FaultServer:
             return _error(401, "Incorrect API key provided", kind="invalid_api_key")
         elif fault == "404":
             return _error(404, f"The model `{model}` does not exist", kind="model_not_found")
+        elif fault == "400":
+            t = body.get("temperature")
+            return _error(400, f"Invalid value for 'temperature': {t!r} is not supported here.", param="temperature")
+        elif fault == "refusal":
+            return _error(
+                400,
+                "Your request was rejected as a result of our safety system.",
+                code="content_policy_violation",
+            )
         elif fault == "malformed":
             return web.Response(
                 status=200, text='{"id": "x", "choices": [ {"message": ', content_type="application/json"
@@ -259,6 +298,8 @@ class FaultServer:
                 request.transport.abort()
             raise asyncio.CancelledError  # nothing can be sent on an aborted connection
         n = int(body.get("n") or 1)
+        if fault == "content_filter":
+            return web.json_response(self._completion(body, model, n, filtered=True))
         if fault == "empty":
             count = 0
         elif fault == "wrong_n":
@@ -267,14 +308,14 @@ class FaultServer:
             count = n
         return web.json_response(self._completion(body, model, count))
 
-    def _completion(self, body: dict[str, Any], model: str, count: int) -> dict[str, Any]:
+    def _completion(self, body: dict[str, Any], model: str, count: int, *, filtered: bool = False) -> dict[str, Any]:
         messages: Sequence[Mapping[str, Any]] = body.get("messages") or []
         prompt = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, Mapping))
         max_tokens = int(body.get("max_tokens") or 16)
         with self._lock:
             texts = [self.answer(model, prompt, i, self._rng) for i in range(count)]
             self.stats.choices_served += count
-        texts = [" ".join(t.split()[:max_tokens]) for t in texts]
+        texts = ["" if filtered else " ".join(t.split()[:max_tokens]) for t in texts]
         completion_tokens = sum(max(1, len(t.split())) for t in texts)
         return {
             "id": f"chatcmpl-fault-{time.monotonic_ns()}",
@@ -282,7 +323,12 @@ class FaultServer:
             "created": int(time.time()),
             "model": model,
             "choices": [
-                {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop", "logprobs": None}
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": t},
+                    "finish_reason": "content_filter" if filtered else "stop",
+                    "logprobs": None,
+                }
                 for i, t in enumerate(texts)
             ],
             "usage": {
@@ -294,11 +340,16 @@ class FaultServer:
 
 
 def _error(
-    status: int, message: str, *, headers: Mapping[str, str] | None = None, kind: str = "invalid_request_error"
+    status: int,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    kind: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
 ) -> web.Response:
-    return web.json_response(
-        {"error": {"message": message, "type": kind, "param": None, "code": kind}}, status=status, headers=headers
-    )
+    error = {"message": message, "type": kind, "param": param, "code": code or kind}
+    return web.json_response({"error": error}, status=status, headers=headers)
 
 
 def http_date(seconds_from_now: float) -> str:

@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from semcascade.cascade import Cascade
+from semcascade.config import load_config as load_cascade_config
 from semcascade.errors import SemcascadeError
-from semcascade.providers import Completion, CompletionRequest, LiteLLMProvider, Provider, close_loop_clients
+from semcascade.providers import Completion, CompletionRequest, Provider, close_loop_clients
+from semcascade.providers.stack import TierProviders
 from semcascade.testing.fault_server import TRANSIENT_FAULTS, FaultServer
 
 __all__ = ["InFlightProbe", "LoadReport", "load_answer", "load_config", "open_tcp_sockets", "run_load"]
@@ -41,8 +43,10 @@ def load_config(
     timeout_s: float,
     limits: tuple[int, int] = (16, 8),
     max_tokens: int = 4,
+    provider: str = "auto",
 ) -> dict[str, Any]:
-    """Two tiers on the fault server, a lexical scorer, retries with short backoff."""
+    """Two tiers on the fault server, a lexical scorer, retries with short backoff; ``provider`` sends the calls
+    (``auto``: the native client, the fault server being OpenAI-compatible; ``litellm``)."""
     retry = {"max_attempts": 3, "backoff_base_s": 0.05, "backoff_max_s": 0.4, "retry_after_max_s": 0.2}
     common: dict[str, Any] = {
         "api_base": base_url,
@@ -52,6 +56,7 @@ def load_config(
         "retry": retry,
         "input_cost_per_token": 1e-7,
         "output_cost_per_token": 4e-7,
+        "provider": provider,
     }
     return {
         "tiers": [
@@ -230,15 +235,19 @@ async def run_load(
     timeout_s: float = 2.0,
     limits: tuple[int, int] = (16, 8),
     slack_s: float = 1.0,
+    provider: str = "auto",
 ) -> LoadReport:
-    """``calls`` generate() calls, ``concurrency`` at a time, ``fault_rate`` of provider calls faulty."""
+    """``calls`` generate() calls, ``concurrency`` at a time, ``fault_rate`` of provider calls faulty,
+    sent by ``provider`` (a registry name, or ``auto``)."""
     os.environ.setdefault(KEY_ENV, "fault-dummy-key")
     mix = dict(fault_mix) if fault_mix is not None else {**dict.fromkeys(TRANSIENT_FAULTS, 1.0), "hang": 0.5}
     sockets_before = open_tcp_sockets(server.port)
-    probe = InFlightProbe(LiteLLMProvider())
-    cascade = Cascade(
-        load_config(server.base_url, deadline_s=deadline_s, timeout_s=timeout_s, limits=limits), provider=probe
+    cfg = load_cascade_config(
+        load_config(server.base_url, deadline_s=deadline_s, timeout_s=timeout_s, limits=limits, provider=provider)
     )
+    base = TierProviders(cfg)
+    probe = InFlightProbe(base)  # the tiers' own base providers, measured from outside the limiter
+    cascade = Cascade(cfg, provider=probe)
     await asyncio.to_thread(cascade.prepare)
     # warm-up without faults: litellm's lazy imports and client creation happen outside the measurement
     server.fault_rate = 0.0
@@ -291,7 +300,7 @@ async def run_load(
     await _settle(lambda: not (set(_our_pending_tasks()) - tasks_before))
     leaked = sorted(set(_our_pending_tasks()) - tasks_before)
     sockets_after_run = open_tcp_sockets(server.port)
-    await close_loop_clients()
+    await close_loop_clients(cascade.stack)
     await _settle(lambda: open_tcp_sockets(server.port) == sockets_before)
     sockets_after_close = open_tcp_sockets(server.port)
     server.fault_rate = 0.0
@@ -323,5 +332,8 @@ async def run_load(
         sockets_before=sockets_before,
         sockets_after_run=sockets_after_run,
         sockets_after_close=sockets_after_close,
-        extra={"server_ok_requests": stats.by_fault.get("ok", 0)},
+        extra={
+            "server_ok_requests": stats.by_fault.get("ok", 0),
+            "providers": sorted(type(p).__name__ for p in base.providers()),
+        },
     )

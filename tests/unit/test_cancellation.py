@@ -33,15 +33,19 @@ class ExactScorer:
 
 
 class SlowProvider:
-    """Hangs every call until cancelled; records starts and cancellations."""
+    """Hangs every call until cancelled (answers "x" at once after ``hang = False``); records starts and
+    cancellations."""
 
     def __init__(self) -> None:
         self.started = 0
         self.cancelled = 0
         self.all_started = asyncio.Event()
         self.expect = 0
+        self.hang = True
 
     async def complete(self, request: CompletionRequest) -> Completion:
+        if not self.hang:
+            return MockProvider.texts(request.model, ["x"] * request.n)
         self.started += 1
         if self.started >= self.expect:
             self.all_started.set()
@@ -145,10 +149,7 @@ async def test_cancelled_generate_does_not_poison_the_cascade() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    def answer(req: CompletionRequest) -> Completion:
-        return MockProvider.texts(req.model, ["x"])
-
-    cascade._provider = cascade._caller.inner = MockProvider(answer)  # type: ignore[union-attr]
+    provider.hang = False
     r = await cascade.generate("q")
     assert r.text == "x"  # slots were released: the semaphore is not stuck at zero
 
@@ -163,7 +164,8 @@ async def test_cancel_against_the_real_provider_over_http(fault_server: FaultSer
     # (a third-party UserWarning that "error" would turn into a failed request).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        await Cascade(cascade_config(tier(fault_server, "warm", k=1))).generate("warm-up")
+        async with Cascade(cascade_config(tier(fault_server, "warm", k=1))) as warm:
+            await warm.generate("warm-up")
     cascade = Cascade(cfg)
     await asyncio.to_thread(cascade.prepare)  # load the scorer now, not inside the wait below
     fault_server.reset_stats()

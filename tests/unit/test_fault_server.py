@@ -17,8 +17,10 @@ from fault_fixtures import FAST_RETRY, KEY_ENV, cascade_config, fault_server_fix
 
 from semcascade import (
     AuthenticationError,
+    BadRequestError,
     Cascade,
     CascadeFailedError,
+    ContentRefusedError,
     MalformedResponseError,
     ProviderTimeoutError,
     ProviderUnavailableError,
@@ -172,6 +174,9 @@ async def test_latency_within_the_timeout_succeeds_without_retry(fault_server: F
         ("empty", MalformedResponseError, "no choices"),
         ("401", AuthenticationError, "authentication failed"),
         ("404", UnknownModelError, "does not know this model"),
+        ("400", BadRequestError, "rejected the request.*parameter 'temperature'"),
+        ("refusal", ContentRefusedError, "refused.*safety system"),
+        ("content_filter", ContentRefusedError, "content filter"),
     ],
 )
 async def test_non_transient_fault_is_not_retried(
@@ -182,6 +187,14 @@ async def test_non_transient_fault_is_not_retried(
     with pytest.raises(error, match=match):
         await provider.complete(request(fault_server))
     assert fault_server.stats.requests == 1 and sleep.delays == []
+
+
+async def test_bad_request_names_the_parameter(fault_server: FaultServer) -> None:
+    provider, _ = retrying()
+    fault_server.script("400")
+    with pytest.raises(BadRequestError) as info:
+        await provider.complete(request(fault_server))
+    assert info.value.param == "temperature" and info.value.tier == "t"
 
 
 async def test_wrong_n_returns_the_choices_that_came(fault_server: FaultServer) -> None:
@@ -258,3 +271,32 @@ async def test_cascade_hang_with_deadline_raises_deadline_exceeded(fault_server:
     assert info.value.trace[0].decision == "failed"
     assert all("deadline" in e for e in info.value.trace[0].errors)
     await asyncio.sleep(0)
+
+
+async def test_cascade_bad_litellm_params_raise_before_the_strong_tier_is_paid(fault_server: FaultServer) -> None:
+    cfg = cascade_config(
+        tier(fault_server, "cheap", litellm_params={"bogus_param": 1}), tier(fault_server, "strong", k=1)
+    )
+    with pytest.raises(BadRequestError, match=r"tier 'cheap'.*parameter 'bogus_param'") as info:
+        await run(cfg)
+    assert info.value.param == "bogus_param"
+    assert fault_server.stats.requests == 3  # k requests, no retries, strong tier never called
+
+
+async def test_cascade_refusal_is_recorded_and_escalates(fault_server: FaultServer) -> None:
+    fault_server.script("refusal", "refusal", "refusal")
+    r = await run(cascade_config(tier(fault_server, "cheap"), tier(fault_server, "strong", k=1)))
+    cheap = r.trace[0]
+    assert r.tier == "strong" and r.text == "Paris" and cheap.decision == "escalate"
+    assert len(cheap.errors) == 3 and all("content refused" in e for e in cheap.errors)
+    assert cheap.retries == 0 and fault_server.stats.requests == 4
+
+
+async def test_cascade_content_filtered_choices_are_not_answers(fault_server: FaultServer) -> None:
+    # A 200 whose choices were all emptied by the provider's filter: k empty "answers" agree
+    # perfectly, but they are refusals, not an answer; the tier records them and escalates.
+    fault_server.script("content_filter")
+    r = await run(cascade_config(tier(fault_server, "cheap", native_n=True), tier(fault_server, "strong", k=1)))
+    cheap = r.trace[0]
+    assert r.tier == "strong" and r.text == "Paris" and cheap.samples == []
+    assert cheap.errors and "content refused" in cheap.errors[0]

@@ -91,7 +91,7 @@ def spies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     closed: list[int] = []
 
-    async def fake_close() -> None:
+    async def fake_close(*_: object) -> None:
         closed.append(id(asyncio.get_running_loop()))
 
     monkeypatch.setattr(cascade_mod, "close_loop_clients", fake_close)
@@ -254,14 +254,17 @@ def test_run_sync_drops_contexts_their_raisers_suppressed() -> None:
 class PricedMock(MockProvider):
     """Stands in for the litellm provider the module-level helpers' cascades build (10 prompt tokens, 1 out)."""
 
-    def __init__(self) -> None:
+    def __init__(self, **_: object) -> None:
         super().__init__(lambda r: MockProvider.texts(r.model, ["Paris"] * r.n, prompt_tokens=10))
 
 
 @pytest.fixture
 def helpers(monkeypatch: pytest.MonkeyPatch) -> Any:
     """The module-level helpers with a mock provider and an empty cache (closed again afterwards)."""
-    monkeypatch.setattr(cascade_mod, "LiteLLMProvider", PricedMock)
+    from semcascade.providers.base import PROVIDERS
+
+    # the native provider that `provider: auto` picks for openai/ models, replaced for this test only
+    monkeypatch.setitem(PROVIDERS._factories, "openai", PricedMock)
     semcascade.close_cached_cascades()
     yield semcascade
     semcascade.close_cached_cascades()

@@ -9,13 +9,24 @@ and no task or socket outlives the run.
 
 from __future__ import annotations
 
+import pytest
+
 from semcascade.testing import FaultServer
 from semcascade.testing.load import load_answer, run_load
 
+#: both providers, each checked to be the one that sent the calls
+PROVIDERS = pytest.mark.parametrize(
+    ("provider", "sent_by"), [("openai", "OpenAICompatibleProvider"), ("litellm", "LiteLLMProvider")]
+)
 
-async def test_load_with_faults_keeps_every_invariant() -> None:
+
+@PROVIDERS
+async def test_load_with_faults_keeps_every_invariant(provider: str, sent_by: str) -> None:
     with FaultServer(seed=11, answer=load_answer, retry_after="1") as server:
-        report = await run_load(server, calls=2000, concurrency=200, fault_rate=0.2, deadline_s=20.0, timeout_s=2.0)
+        report = await run_load(
+            server, calls=2000, concurrency=200, fault_rate=0.2, deadline_s=20.0, timeout_s=2.0, provider=provider
+        )
+    assert report.extra["providers"] == [sent_by]
 
     # every call ended with an answer or a typed error, before its deadline
     assert report.untyped_errors == [] and "untyped" not in report.outcomes
@@ -36,10 +47,14 @@ async def test_load_with_faults_keeps_every_invariant() -> None:
     assert report.sockets_after_close == report.sockets_before
 
 
-async def test_small_load_run_smoke() -> None:
+@PROVIDERS
+async def test_small_load_run_smoke(provider: str, sent_by: str) -> None:
     """A quick version of the load run, so the invariants are also exercised in the fast suite."""
     with FaultServer(seed=5, answer=load_answer, retry_after="1") as server:
-        report = await run_load(server, calls=60, concurrency=30, fault_rate=0.3, deadline_s=20.0, timeout_s=1.0)
+        report = await run_load(
+            server, calls=60, concurrency=30, fault_rate=0.3, deadline_s=20.0, timeout_s=1.0, provider=provider
+        )
+    assert report.extra["providers"] == [sent_by]
     assert report.untyped_errors == [] and sum(report.outcomes.values()) == 60 and report.over_deadline == 0
     assert sum(report.server_faults.values()) > 0
     for tier, limit in report.limits.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import httpx
@@ -9,16 +10,19 @@ import litellm
 import litellm.exceptions as lx
 import pytest
 
-from semcascade._retry import RetryConfig, RetryingProvider
 from semcascade.errors import (
     AuthenticationError,
+    BadRequestError,
+    ContentRefusedError,
     MalformedResponseError,
+    ProviderError,
     ProviderTimeoutError,
     ProviderUnavailableError,
     RateLimitError,
     UnknownModelError,
 )
 from semcascade.providers import CompletionRequest, LiteLLMProvider
+from semcascade.providers.retry import RetryConfig, RetryingProvider
 
 REQ = CompletionRequest(
     model="openai/m", messages=[{"role": "user", "content": "q"}], n=2, api_key="sk-secret-abcdef123456", tier="t"
@@ -100,17 +104,60 @@ async def test_5xx_is_transient_with_retry_after(monkeypatch: pytest.MonkeyPatch
         (lx.RateLimitError("too many", llm_provider="openai", model="m"), RateLimitError, "rate-limited"),
         (lx.NotFoundError("model not found", llm_provider="openai", model="m"), UnknownModelError, "does not know"),
         (
-            lx.AuthenticationError("bad key sk-secret-abcdef123456", llm_provider="openai", model="m"),
+            lx.AuthenticationError("bad key", llm_provider="openai", model="m"),
             AuthenticationError,
             "authentication failed",
         ),
+        (
+            lx.BadRequestError("Unrecognized request argument supplied: top_k", llm_provider="openai", model="m"),
+            BadRequestError,
+            "parameter 'top_k'",
+        ),
+        (
+            lx.ContentPolicyViolationError("flagged", llm_provider="openai", model="m"),
+            ContentRefusedError,
+            "content refused",
+        ),
     ],
 )
-async def test_errors_are_typed_and_redacted(
-    monkeypatch: pytest.MonkeyPatch, exc: Exception, typ: type, text: str
-) -> None:
+async def test_errors_are_typed(monkeypatch: pytest.MonkeyPatch, exc: Exception, typ: type, text: str) -> None:
     patch(monkeypatch, exc)
     with pytest.raises(typ, match=text) as info:
         await LiteLLMProvider().complete(REQ)
-    assert "sk-secret-abcdef123456" not in str(info.value)
     assert "tier 't'" in str(info.value)
+
+
+#: a key with no well-known prefix: only the exact-key redaction can catch it
+PLAIN_KEY = "plainkey0123456789"
+
+
+@pytest.mark.parametrize(
+    ("make", "typ"),
+    [
+        (
+            lambda key: lx.InternalServerError(f"upstream rejected key {key}", llm_provider="openai", model="m"),
+            ProviderUnavailableError,
+        ),
+        (
+            lambda key: lx.RateLimitError(f"quota of key {key} exhausted", llm_provider="openai", model="m"),
+            RateLimitError,
+        ),
+        (
+            lambda key: lx.BadRequestError(f"bad header Authorization: Bearer {key}", llm_provider="openai", model="m"),
+            BadRequestError,
+        ),
+        (lambda key: lx.NotFoundError(f"no model for key {key}", llm_provider="openai", model="m"), UnknownModelError),
+        (lambda key: lx.APIError(418, f"teapot for {key}", llm_provider="openai", model="m"), ProviderError),
+    ],
+)
+@pytest.mark.parametrize("key", ["sk-secret-abcdef123456", PLAIN_KEY])
+async def test_the_key_is_redacted_from_errors_that_quote_the_provider(
+    monkeypatch: pytest.MonkeyPatch, make: Any, typ: type, key: str
+) -> None:
+    # The provider's message (which echoes the key) is quoted in the error: the key must not survive.
+    exc = make(key)
+    assert key in str(exc)
+    patch(monkeypatch, exc)
+    with pytest.raises(typ) as info:
+        await LiteLLMProvider().complete(dataclasses.replace(REQ, api_key=key))
+    assert key not in str(info.value) and "***" in str(info.value)

@@ -25,8 +25,8 @@ from semcascade import (
     UnknownModelError,
 )
 from semcascade._deadline import deadline_scope
-from semcascade._retry import backoff_delay, count_retries, parse_retry_after
 from semcascade.providers import Completion, CompletionRequest
+from semcascade.providers.retry import backoff_delay, count_retries, parse_retry_after
 
 REQ = CompletionRequest(model="m", messages=[{"role": "user", "content": "q"}], tier="cheap", timeout=5.0)
 OK = MockProvider.texts("m", ["fine"])
@@ -243,12 +243,13 @@ async def test_cascade_wraps_its_provider_once_with_each_tiers_policy() -> None:
             {"name": "strong", "model": "s", "k": 1},
         ]
     }
-    cascade = Cascade(cfg, provider=failing())
-    cascade.tiers  # noqa: B018 - triggers set-up
-    caller = cascade._caller
-    assert isinstance(caller, RetryingProvider) and caller.inner is cascade.provider
-    assert caller.policy_for("cheap").max_attempts == 5 and caller.policy_for("strong").max_attempts == 3
+    given = failing()
+    cascade = Cascade(cfg, provider=given)
+    stack = cascade.stack
+    assert stack.caller is stack.retrying and stack.retrying.inner is given is cascade.provider
+    assert (
+        stack.retrying.policy_for("cheap").max_attempts == 5 and stack.retrying.policy_for("strong").max_attempts == 3
+    )
     own = RetryingProvider(failing())
     c2 = Cascade(cfg, provider=own)
-    c2.tiers  # noqa: B018
-    assert c2._caller is own  # an already-retrying provider is not wrapped twice
+    assert c2.stack.caller is own and c2.stack.retrying is own  # an already-retrying provider is not wrapped twice

@@ -276,7 +276,7 @@ def test_sync_skip_mode_finishes_background_learning_and_closes_loop_clients(
 
     closed: list[int] = []
 
-    async def fake_close() -> None:
+    async def fake_close(*_: object) -> None:
         closed.append(1)
 
     monkeypatch.setattr(cascade_mod, "close_loop_clients", fake_close)  # the cascade's one client-closing hook

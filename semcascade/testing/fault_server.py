@@ -272,6 +272,7 @@ class FaultServer:
             with self._lock:
                 self.stats.requests += 1
                 self.stats.by_fault["n_rejected"] += 1
+                self.requests_seen.append({**body, "_fault": "n_rejected"})
             return _error(400, "n > 1 is not supported by this server", param="n")
         fault = self._pick(request.headers.get("X-Fault"), model)
         if fault not in FAULT_KINDS:

@@ -55,6 +55,7 @@ def tier(server: FaultServer, name: str, *, fault: str | None = None, **over: An
         "api_base": server.base_url,
         "api_key_env": KEY_ENV,
         "k": 3,
+        "native_n": False,  # k single requests unless a test says otherwise (no n probe)
         "max_tokens": 8,
         "threshold": 0.5,
         "timeout": 5.0,

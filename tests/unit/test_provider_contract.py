@@ -32,6 +32,7 @@ from semcascade import (
     UnknownModelError,
 )
 from semcascade.providers import CompletionRequest, Provider, StreamChunk, close_loop_clients, create_provider
+from semcascade.sampling import PROBE_MESSAGES, clear_native_n_probes
 from semcascade.testing import FaultServer
 from semcascade.testing.load import open_tcp_sockets
 
@@ -284,3 +285,58 @@ async def fault_server_sleep() -> None:
     import asyncio
 
     await asyncio.sleep(0.01)
+
+
+# --------------------------------------------------------------------------- native n, probed once per endpoint
+
+
+def probe_config(server: FaultServer, provider_name: str, **over: Any) -> dict[str, Any]:
+    cheap = tier(server, "cheap", provider=provider_name, k=3, **{"native_n": None, **over})
+    return cascade_config(cheap, tier(server, "strong", provider=provider_name, k=1))
+
+
+def probes_and_ns(server: FaultServer) -> tuple[int, list[int]]:
+    seen = list(server.requests_seen)
+    probes = sum(r["messages"] == list(PROBE_MESSAGES) for r in seen)
+    return probes, [int(r.get("n") or 1) for r in seen if r["messages"] != list(PROBE_MESSAGES)]
+
+
+@pytest.mark.parametrize(("n_support", "native"), [("yes", True), ("ignore", False), ("reject", False)])
+async def test_native_n_is_probed_once_per_endpoint(
+    fault_server: FaultServer, provider_name: str, n_support: str, native: bool
+) -> None:
+    clear_native_n_probes()
+    fault_server.n_support = n_support
+    async with Cascade(probe_config(fault_server, provider_name)) as cascade:
+        r = await cascade.generate("What is the capital of France?")
+        assert r.tier == "cheap" and r.trace[0].errors == [] and len(r.trace[0].samples) == 3
+        # the probe's tokens (the server counts a word a token) were paid for: they are in the tier's usage
+        prompt, probe = 6, len(PROBE_MESSAGES[0]["content"].split())
+        paid_probe = 0 if n_support == "reject" else probe
+        assert r.trace[0].prompt_tokens == (prompt if native else 3 * prompt) + paid_probe
+        assert probes_and_ns(fault_server) == (1, [3] if native else [1, 1, 1])
+        fault_server.reset_stats()
+        await cascade.generate("What is the capital of Italy?")
+        assert probes_and_ns(fault_server) == (0, [3] if native else [1, 1, 1])  # the answer is remembered
+    clear_native_n_probes()
+
+
+async def test_a_tier_that_says_native_n_is_not_probed(fault_server: FaultServer, provider_name: str) -> None:
+    clear_native_n_probes()
+    for native_n, ns in ((False, [1, 1, 1]), (True, [3])):
+        fault_server.reset_stats()
+        async with Cascade(probe_config(fault_server, provider_name, native_n=native_n)) as cascade:
+            await cascade.generate("What is the capital of France?")
+        assert probes_and_ns(fault_server) == (0, ns)
+
+
+async def test_a_failed_probe_is_asked_again(fault_server: FaultServer, provider_name: str) -> None:
+    clear_native_n_probes()
+    fault_server.script("500", "500", "500")  # the probe and its retries
+    async with Cascade(probe_config(fault_server, provider_name)) as cascade:
+        r = await cascade.generate("What is the capital of France?")
+        assert r.tier == "cheap" and probes_and_ns(fault_server) == (3, [1, 1, 1])
+        fault_server.reset_stats()
+        await cascade.generate("What is the capital of France?")
+        assert probes_and_ns(fault_server) == (1, [3])
+    clear_native_n_probes()

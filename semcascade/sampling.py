@@ -1,13 +1,17 @@
 """Ensemble sampling for one tier: k outputs, concurrently, under the tier's limits.
 
 Native ``n`` is used where the backend supports it (the prompt is processed
-once); otherwise k single calls run concurrently. A heterogeneous tier spreads
+once); otherwise k single calls run concurrently. Whether an OpenAI-compatible
+``api_base`` endpoint implements ``n`` (vLLM and llama-server do, some servers
+do not) is probed once per endpoint when the tier leaves ``native_n`` to auto. A heterogeneous tier spreads
 its k samples round-robin over its models and calls them all at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +30,10 @@ from semcascade.errors import (
     UnknownModelError,
 )
 from semcascade.providers import REFUSED_FINISH_REASONS, Completion, CompletionRequest, Provider
+from semcascade.providers.base import OPENAI_STYLE_PREFIXES
 from semcascade.result import SampleTrace
 
-__all__ = ["ResolvedModel", "ResolvedTier", "TierSamples", "sample_tier", "split_k"]
+__all__ = ["ResolvedModel", "ResolvedTier", "TierSamples", "clear_native_n_probes", "sample_tier", "split_k"]
 
 #: Provider errors that are configuration problems: escalating past them would
 #: only hide them (and pay the next tier for nothing), so they propagate. Other
@@ -98,6 +103,88 @@ async def _call(provider: Provider, limiter: TierLimiter, request: CompletionReq
         return await provider.complete(request)
 
 
+# --------------------------------------------------------------------------- native n, probed per endpoint
+
+#: base URL -> whether the endpoint implements ``n`` (a process-wide memo of the probes)
+_NATIVE_N: dict[str, bool] = {}
+_NATIVE_N_LOCK = threading.Lock()
+#: per event loop and base URL: one probe at a time, the others wait for its answer
+_PROBE_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+PROBE_MESSAGES: tuple[Mapping[str, str], ...] = ({"role": "user", "content": "Say OK."},)
+
+
+def clear_native_n_probes() -> None:
+    """Forget what the ``n`` probes found (the next request to each endpoint probes again)."""
+    with _NATIVE_N_LOCK:
+        _NATIVE_N.clear()
+
+
+def _chunks(count: int, max_n: int) -> list[int]:
+    """``count`` samples as native-``n`` requests of at most ``max_n`` each."""
+    return [min(max_n, count - start) for start in range(0, count, max_n)]
+
+
+def _probed(tier: ResolvedTier, model: ResolvedModel, count: int) -> bool:
+    """Whether ``model``'s use of ``n`` is left to a probe: an OpenAI-compatible ``api_base`` endpoint, ``native_n``
+    left to auto on the tier, and more than one sample to draw from it."""
+    return (
+        tier.config.native_n is None
+        and not model.native_n
+        and model.api_base is not None
+        and count > 1
+        and model.litellm_model.startswith(OPENAI_STYLE_PREFIXES)
+    )
+
+
+async def _probe_native_n(
+    provider: Provider, tier: ResolvedTier, model: ResolvedModel, temperature: float
+) -> tuple[bool, Completion | None]:
+    """Whether ``model``'s endpoint implements ``n``: a tiny ``n=2, max_tokens=1`` request, once per base URL.
+
+    Two choices back: yes. A 400 (the server rejects ``n``) or one choice: no.
+    A transient failure: no for this call, asked again next time. Returns the
+    probe's completion too, so its (billed) tokens are counted.
+    """
+    base = str(model.api_base)
+    with _NATIVE_N_LOCK:
+        if base in _NATIVE_N:
+            return _NATIVE_N[base], None
+        locks = _PROBE_LOCKS.setdefault(asyncio.get_running_loop(), {})
+        lock = locks.setdefault(base, asyncio.Lock())
+    async with lock:
+        with _NATIVE_N_LOCK:
+            if base in _NATIVE_N:
+                return _NATIVE_N[base], None
+        cfg = tier.config
+        probe = CompletionRequest(
+            model=model.litellm_model,
+            messages=PROBE_MESSAGES,
+            n=2,
+            temperature=temperature if temperature > 0 else 0.7,
+            max_tokens=1,
+            api_base=model.api_base,
+            api_key=model.api_key,
+            timeout=cfg.timeout,
+            tier=cfg.name,
+        )
+        completion: Completion | None = None
+        try:
+            completion = await _call(provider, tier.limiter, probe)
+        except BadRequestError:
+            supported = False  # the server rejects n>1
+        except CONFIG_ERRORS:
+            raise
+        except ProviderError:
+            return False, None  # could not tell: single calls now, probe again next time
+        else:
+            supported = len(completion.choices) >= 2
+        with _NATIVE_N_LOCK:
+            _NATIVE_N[base] = supported
+        return supported, completion
+
+
 async def sample_tier(
     tier: ResolvedTier,
     messages: Sequence[Mapping[str, Any]],
@@ -118,11 +205,14 @@ async def sample_tier(
     k = cfg.k if k is None else k
     temp = cfg.temperature if temperature is None else temperature
     requests: list[tuple[ResolvedModel, CompletionRequest]] = []
+    probes: list[tuple[ResolvedModel, Completion]] = []
     for model, count, t in _plan(tier, k, temp):
-        if model.native_n:
-            chunks = [min(model.max_n, count - start) for start in range(0, count, model.max_n)]
-        else:
-            chunks = [1] * count
+        native = model.native_n
+        if _probed(tier, model, count):
+            native, paid = await _probe_native_n(provider, tier, model, temp)
+            if paid is not None:
+                probes.append((model, paid))
+        chunks = _chunks(count, model.max_n) if native else [1] * count
         for j, n in enumerate(chunks):
             requests.append(
                 (
@@ -141,12 +231,16 @@ async def sample_tier(
                         logprobs=cfg.logprobs,
                         extra=cfg.litellm_params,
                         tier=cfg.name,
-                        sample_offset=0 if model.native_n else j,
+                        sample_offset=0 if native else j,
                     ),
                 )
             )
     results = await asyncio.gather(*(_call(provider, tier.limiter, req) for _, req in requests), return_exceptions=True)
     out = TierSamples(samples=[], errors=[])
+    for model, paid in probes:  # the n probe was billed: count it with the tier's usage
+        used = out.usage.setdefault(model.litellm_model, [0, 0])
+        used[0] += paid.prompt_tokens
+        used[1] += paid.completion_tokens
     for (model, req), res in zip(requests, results, strict=True):
         if isinstance(res, BaseException):
             if isinstance(res, ProviderError) and not isinstance(res, CONFIG_ERRORS):

@@ -17,6 +17,7 @@ __all__ = [
     "Completion",
     "CompletionRequest",
     "Message",
+    "OPENAI_STYLE_PREFIXES",
     "PROVIDERS",
     "Provider",
     "REFUSED_FINISH_REASONS",
@@ -29,6 +30,9 @@ __all__ = [
 ]
 
 Message = Mapping[str, Any]
+
+#: model-string prefixes that mean "an OpenAI-compatible endpoint" (the native provider strips them)
+OPENAI_STYLE_PREFIXES = ("openai/", "hosted_vllm/", "custom_openai/")
 
 #: ``finish_reason`` of a choice the provider withheld (content filter) or refused (OpenAI's ``refusal``)
 REFUSED_FINISH_REASONS = ("content_filter", "refusal")

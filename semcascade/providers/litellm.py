@@ -17,7 +17,7 @@ import hashlib
 import importlib
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from semcascade._litellm_env import prepare_litellm_env
@@ -30,10 +30,10 @@ from semcascade.errors import (
     ProviderUnavailableError,
     UnknownModelError,
 )
-from semcascade.providers.base import Completion, CompletionRequest
+from semcascade.providers.base import Completion, CompletionRequest, StreamChunk
 from semcascade.providers.clients import LoopClients
 from semcascade.providers.http_errors import error_for_status, first_line, parse_retry_after, redact
-from semcascade.providers.parsing import parse_completion
+from semcascade.providers.parsing import _get, parse_completion
 
 __all__ = ["LiteLLMProvider"]
 
@@ -117,8 +117,7 @@ class LiteLLMProvider:
         """Close this provider's HTTP client of the running event loop (later calls open a new one)."""
         await self._clients.aclose()
 
-    async def complete(self, request: CompletionRequest) -> Completion:
-        litellm = self._litellm
+    def _kwargs(self, request: CompletionRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": [dict(m) for m in request.messages],
@@ -145,11 +144,42 @@ class LiteLLMProvider:
         client = self._sdk_client(request) if "client" not in kwargs else None
         if client is not None:
             kwargs["client"] = client
+        return kwargs
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        kwargs = self._kwargs(request)
         try:
-            response = await litellm.acompletion(**kwargs)
+            response = await self._litellm.acompletion(**kwargs)
         except Exception as exc:  # mapped to the typed hierarchy below
             raise _map_litellm_error(exc, request) from None
         return parse_completion(response, request)
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        """The completion as it is generated (litellm's ``stream=True``): text deltas, then a ``done`` chunk
+        with the usage (counted from the deltas, ``tokens_estimated``, when the provider sent none)."""
+        kwargs = {**self._kwargs(request), "stream": True, "stream_options": {"include_usage": True}}
+        counted: dict[int, int] = {}
+        usage: Any = None
+        try:
+            response = await self._litellm.acompletion(**kwargs)
+            async for chunk in response:
+                usage = _get(chunk, "usage") or usage
+                for ch in _get(chunk, "choices") or ():
+                    text = _get(_get(ch, "delta"), "content") or ""
+                    index = int(_get(ch, "index") or 0)
+                    finish = _get(ch, "finish_reason")
+                    if text:
+                        counted[index] = counted.get(index, 0) + 1
+                    if text or finish:
+                        yield StreamChunk(text=text, index=index, finish_reason=finish)
+        except Exception as exc:
+            raise _map_litellm_error(exc, request) from None
+        yield StreamChunk(
+            done=True,
+            prompt_tokens=int(_get(usage, "prompt_tokens") or 0) if usage else None,
+            completion_tokens=int(_get(usage, "completion_tokens") or 0) if usage else sum(counted.values()),
+            tokens_estimated=not usage,
+        )
 
 
 class _LoopClients:

@@ -28,7 +28,7 @@ from semcascade.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
-from semcascade.providers.base import Completion, CompletionRequest, StreamChunk
+from semcascade.providers.base import OPENAI_STYLE_PREFIXES, Completion, CompletionRequest, StreamChunk
 from semcascade.providers.clients import LoopClients
 from semcascade.providers.http_errors import error_fields, error_for_status, first_line, parse_retry_after, redact
 from semcascade.providers.parsing import parse_completion
@@ -37,8 +37,6 @@ __all__ = ["DEFAULT_API_BASE", "OPENAI_STYLE_PREFIXES", "OpenAICompatibleProvide
 
 #: where requests without an ``api_base`` go
 DEFAULT_API_BASE = "https://api.openai.com/v1"
-#: model-string prefixes that mean "an OpenAI-compatible endpoint"; stripped from the model sent
-OPENAI_STYLE_PREFIXES = ("openai/", "hosted_vllm/", "custom_openai/")
 #: litellm keyword arguments with no meaning in an OpenAI request body (``litellm_params`` may hold them)
 _NOT_BODY = frozenset(
     {"timeout", "num_retries", "max_retries", "api_version", "drop_params", "custom_llm_provider", "client"}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from semcascade.errors import ConfigError, ProviderError
-from semcascade.providers.base import PROVIDERS, Completion, CompletionRequest, Provider
+from semcascade.providers.base import OPENAI_STYLE_PREFIXES, PROVIDERS, Completion, CompletionRequest, Provider
 from semcascade.providers.clients import close_loop_clients
 from semcascade.providers.retry import RetryingProvider
 
@@ -34,8 +34,7 @@ __all__ = ["ProviderStack", "TierProviders", "auto_provider_name", "build_provid
 _POOLED = ("openai", "litellm")
 
 
-#: model prefixes of OpenAI-compatible endpoints (kept in step with openai_compat.OPENAI_STYLE_PREFIXES)
-_OPENAI_STYLE = ("local/", "openai/", "hosted_vllm/", "custom_openai/")
+_OPENAI_STYLE = ("local/", *OPENAI_STYLE_PREFIXES)
 
 
 def auto_provider_name(model: str, api_base: str | None) -> str:

@@ -18,6 +18,16 @@ gets one *fault* (``"ok"`` = a well-formed answer):
 ``400``        HTTP 400 "invalid value" for the request's ``temperature`` (``"param": "temperature"``)
 ``refusal``    HTTP 400 ``content_policy_violation`` (the provider's safety system refused the prompt)
 ``content_filter``  HTTP 200 whose every choice is empty with ``finish_reason: "content_filter"``
+``echo_key``   HTTP 500 whose message quotes the request's ``Authorization`` header (for redaction tests)
+
+Answers carry token logprobs when asked (``logprobs``/``top_logprobs``: one
+token a word), and stream as server-sent events with ``stream: true`` (a delta
+a word, then the usage chunk with ``stream_options.include_usage``, then
+``[DONE]``; ``drop`` then breaks off after the first delta, ``malformed`` sends a
+broken event). ``usage="first_choice"`` reports, like llama-server with
+``n>1``, one choice's completion tokens only. ``n_support`` is ``"yes"``,
+``"ignore"`` (always one choice, like servers without ``n``) or ``"reject"``
+(HTTP 400 naming ``n`` when ``n>1``).
 
 Independently of the fault, a request carrying a body parameter that the
 OpenAI chat-completions API does not know is answered like OpenAI does: HTTP
@@ -70,6 +80,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "400",
     "refusal",
     "content_filter",
+    "echo_key",
 )
 #: faults a transient-failure mix draws from by default (no hangs, no config-type errors)
 TRANSIENT_FAULTS: tuple[str, ...] = ("latency", "429", "500", "503", "malformed", "empty", "wrong_n", "drop")
@@ -89,7 +100,7 @@ KNOWN_PARAMS = frozenset(
 )  # fmt: skip
 
 
-def _default_answer(model: str, prompt: str, index: int, rng: random.Random) -> str:
+def default_answer(model: str, prompt: str, index: int, rng: random.Random) -> str:
     return "Paris"
 
 
@@ -123,10 +134,12 @@ class FaultServer:
         base_latency_s: float = 0.0,
         retry_after: str | None = "0",
         hang_s: float = 3600.0,
-        answer: AnswerFn = _default_answer,
+        answer: AnswerFn = default_answer,
         seed: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        usage: str = "sum",
+        n_support: str = "yes",
     ) -> None:
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault_rate must be within [0, 1], got {fault_rate}")
@@ -134,6 +147,10 @@ class FaultServer:
         unknown = sorted(set(mix) - set(FAULT_KINDS))
         if unknown:
             raise ValueError(f"unknown fault kinds {unknown}; choose from {', '.join(FAULT_KINDS)}")
+        if usage not in ("sum", "first_choice") or n_support not in ("yes", "ignore", "reject"):
+            raise ValueError("usage is 'sum' or 'first_choice'; n_support is 'yes', 'ignore' or 'reject'")
+        self.usage = usage
+        self.n_support = n_support
         self.fault_rate = fault_rate
         self.fault_mix = mix
         self.latency_s = latency_s
@@ -147,6 +164,8 @@ class FaultServer:
         self._lock = threading.Lock()
         self._script: collections.deque[str] = collections.deque()
         self.stats = FaultStats()
+        #: the bodies of the requests served (with their fault), newest last; cleared by reset_stats()
+        self.requests_seen: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -176,6 +195,7 @@ class FaultServer:
         with self._lock:
             self.stats = FaultStats()
             self._script.clear()
+            self.requests_seen.clear()
 
     def start(self) -> FaultServer:
         if self._thread is not None:
@@ -248,6 +268,12 @@ class FaultServer:
                 self.stats.by_fault["unknown_param"] += 1
             return _error(400, f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0])
         model = str(body.get("model", ""))
+        if self.n_support == "reject" and int(body.get("n") or 1) > 1:
+            with self._lock:
+                self.stats.requests += 1
+                self.stats.by_fault["n_rejected"] += 1
+                self.requests_seen.append({**body, "_fault": "n_rejected"})
+            return _error(400, "n > 1 is not supported by this server", param="n")
         fault = self._pick(request.headers.get("X-Fault"), model)
         if fault not in FAULT_KINDS:
             return _error(400, f"unknown X-Fault {fault!r}")
@@ -256,6 +282,7 @@ class FaultServer:
             self.stats.by_fault[fault] += 1
             self.stats.in_flight += 1
             self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.stats.in_flight)
+            self.requests_seen.append({**body, "_fault": fault})
         try:
             return await self._respond(request, body, model, fault)
         finally:
@@ -289,15 +316,22 @@ class FaultServer:
                 "Your request was rejected as a result of our safety system.",
                 code="content_policy_violation",
             )
-        elif fault == "malformed":
+        elif fault == "echo_key":
+            auth = request.headers.get("Authorization", "")
+            key = auth.removeprefix("Bearer ")
+            message = f"upstream failure for key {key} (the request was sent with Authorization: {auth})"
+            return _error(500, message, kind="server_error")
+        elif fault == "malformed" and not body.get("stream"):
             return web.Response(
                 status=200, text='{"id": "x", "choices": [ {"message": ', content_type="application/json"
             )
-        elif fault == "drop":
+        elif fault == "drop" and not body.get("stream"):
             if request.transport is not None:
                 request.transport.abort()
             raise asyncio.CancelledError  # nothing can be sent on an aborted connection
-        n = int(body.get("n") or 1)
+        n = int(body.get("n") or 1) if self.n_support == "yes" else 1
+        if body.get("stream"):
+            return await self._stream(request, body, model, n, fault)
         if fault == "content_filter":
             return web.json_response(self._completion(body, model, n, filtered=True))
         if fault == "empty":
@@ -308,15 +342,26 @@ class FaultServer:
             count = n
         return web.json_response(self._completion(body, model, count))
 
-    def _completion(self, body: dict[str, Any], model: str, count: int, *, filtered: bool = False) -> dict[str, Any]:
+    def _texts(self, body: dict[str, Any], model: str, count: int) -> list[str]:
         messages: Sequence[Mapping[str, Any]] = body.get("messages") or []
         prompt = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, Mapping))
         max_tokens = int(body.get("max_tokens") or 16)
         with self._lock:
             texts = [self.answer(model, prompt, i, self._rng) for i in range(count)]
             self.stats.choices_served += count
-        texts = ["" if filtered else " ".join(t.split()[:max_tokens]) for t in texts]
-        completion_tokens = sum(max(1, len(t.split())) for t in texts)
+        return [" ".join(t.split()[:max_tokens]) for t in texts]
+
+    def _usage(self, body: dict[str, Any], texts: Sequence[str]) -> dict[str, int]:
+        messages: Sequence[Mapping[str, Any]] = body.get("messages") or []
+        prompt = max(1, sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, Mapping)))
+        per_choice = [max(1, len(t.split())) for t in texts]
+        completion = per_choice[0] if self.usage == "first_choice" and per_choice else sum(per_choice)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def _completion(self, body: dict[str, Any], model: str, count: int, *, filtered: bool = False) -> dict[str, Any]:
+        texts = self._texts(body, model, count)
+        if filtered:
+            texts = [""] * len(texts)
         return {
             "id": f"chatcmpl-fault-{time.monotonic_ns()}",
             "object": "chat.completion",
@@ -327,16 +372,57 @@ class FaultServer:
                     "index": i,
                     "message": {"role": "assistant", "content": t},
                     "finish_reason": "content_filter" if filtered else "stop",
-                    "logprobs": None,
+                    "logprobs": _logprobs(t, body),
                 }
                 for i, t in enumerate(texts)
             ],
-            "usage": {
-                "prompt_tokens": max(1, len(prompt.split())),
-                "completion_tokens": completion_tokens,
-                "total_tokens": max(1, len(prompt.split())) + completion_tokens,
-            },
+            "usage": self._usage(body, texts),
         }
+
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], model: str, n: int, fault: str
+    ) -> web.StreamResponse:
+        texts = self._texts(body, model, 0 if fault == "empty" else n)
+        response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        base = {"id": f"chatcmpl-fault-{time.monotonic_ns()}", "object": "chat.completion.chunk", "model": model}
+
+        async def send(event: Mapping[str, Any] | str) -> None:
+            data = event if isinstance(event, str) else json.dumps({**base, **event})
+            await response.write(f"data: {data}\n\n".encode())
+
+        if fault == "malformed":
+            await send('{"choices": [ {"delta": ')
+        for i, t in enumerate(texts):
+            words = t.split()
+            for j, w in enumerate(words):
+                await send(
+                    {"choices": [{"index": i, "delta": {"content": w if j == 0 else " " + w}, "finish_reason": None}]}
+                )
+                if fault == "drop":
+                    if request.transport is not None:
+                        request.transport.abort()
+                    raise asyncio.CancelledError
+            await send({"choices": [{"index": i, "delta": {}, "finish_reason": "stop"}]})
+        options = body.get("stream_options") or {}
+        if isinstance(options, Mapping) and options.get("include_usage"):
+            await send({"choices": [], "usage": self._usage(body, texts)})
+        await send("[DONE]")
+        await response.write_eof()
+        return response
+
+
+def _logprobs(text: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Token logprobs of ``text`` (one token a word), when the request asked for them."""
+    if not body.get("logprobs"):
+        return None
+    top = int(body.get("top_logprobs") or 0)
+    content = []
+    for j, w in enumerate(text.split()):
+        lp = -0.1 * (j + 1)
+        alts = [{"token": w, "logprob": lp}] + [{"token": f"alt{a}", "logprob": lp - 2.0 - a} for a in range(top)]
+        content.append({"token": w, "logprob": lp, "top_logprobs": alts[:top]})
+    return {"content": content}
 
 
 def _error(

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from semcascade.testing import FaultServer
+from semcascade.testing.fault_server import default_answer
 
 #: retries without waiting, so fault tests spend no time in backoff
 FAST_RETRY: dict[str, Any] = {"max_attempts": 3, "backoff_base_s": 0.0, "backoff_max_s": 0.0, "retry_after_max_s": 0.0}
@@ -40,6 +41,9 @@ def fault_server_fixture(fault_server_session: FaultServer) -> FaultServer:
     server.latency_s = 0.2
     server.base_latency_s = 0.0
     server.hang_s = 3600.0
+    server.answer = default_answer
+    server.usage = "sum"
+    server.n_support = "yes"
     return server
 
 
@@ -51,6 +55,7 @@ def tier(server: FaultServer, name: str, *, fault: str | None = None, **over: An
         "api_base": server.base_url,
         "api_key_env": KEY_ENV,
         "k": 3,
+        "native_n": False,  # k single requests unless a test says otherwise (no n probe)
         "max_tokens": 8,
         "threshold": 0.5,
         "timeout": 5.0,

@@ -7,13 +7,23 @@ top-level ``tests`` package (pyserini ships one).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from semcascade import PairJudgement
+from semcascade.config import LocalServerConfig
 
 __all__ = [
     "ExactScorer",
+    "executable",
+    "install_fake_build",
+    "install_fake_llama_server",
+    "local_server_config",
+    "shell_script",
     "two_tier_config",
 ]
 
@@ -71,3 +81,59 @@ def two_tier_config(
         ],
         **over,
     }
+
+
+def local_server_config(**kw: object) -> LocalServerConfig:
+    """The managed server's settings, with a startup timeout a fake server meets on a loaded machine."""
+    return LocalServerConfig.model_validate({"startup_timeout": 15.0, **kw})
+
+
+def executable(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` and make it executable."""
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def shell_script(path: Path, body: str) -> Path:
+    """An executable ``/bin/sh`` script running ``body``."""
+    return executable(path, f"#!/bin/sh\n{body}\n")
+
+
+def install_fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Replace the real llama.cpp compile by one that installs a working shell script; returns its targets."""
+    from semcascade.local import build
+
+    calls: list[Path] = []
+
+    def fake(target: Path, log_path: Path, progress: bool) -> None:
+        calls.append(target)
+        log_path.write_text("fake build\n")
+        build.install_binary(shell_script(tmp_path / "built", 'echo "version: fake"'), target, log_path)
+
+    monkeypatch.setattr(build, "_build", fake)
+    return calls
+
+
+def install_fake_llama_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> Path:
+    """A cache in ``tmp_path``, ``source`` (a Python script template, ``{python}`` for the shebang's
+    interpreter) as ``$SEMCASCADE_LLAMA_SERVER``, and model assembly that only touches the files.
+
+    The caller stops what it starts (``stop_running_server``).
+    """
+    from semcascade.local import server as server_mod
+    from semcascade.local.models import models_dir
+
+    monkeypatch.setenv("SEMCASCADE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "bin").mkdir()
+    binary = executable(tmp_path / "bin" / "llama-server", source.format(python=sys.executable))
+    monkeypatch.setenv("SEMCASCADE_LLAMA_SERVER", str(binary))
+    monkeypatch.delenv("FAKE_LLAMA_MODE", raising=False)
+
+    def fake_ensure_model(name: str, progress: bool = True) -> Path:
+        path = models_dir() / f"{name}.gguf"
+        path.touch()
+        return path
+
+    monkeypatch.setattr(server_mod, "ensure_model", fake_ensure_model)
+    return binary

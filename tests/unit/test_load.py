@@ -9,10 +9,13 @@ and no task or socket outlives the run.
 
 from __future__ import annotations
 
+import pytest
+
 from semcascade.testing import FaultServer
 from semcascade.testing.load import load_answer, run_load
 
 
+@pytest.mark.load
 async def test_load_with_faults_keeps_every_invariant() -> None:
     with FaultServer(seed=11, answer=load_answer, retry_after="1") as server:
         report = await run_load(server, calls=2000, concurrency=200, fault_rate=0.2, deadline_s=20.0, timeout_s=2.0)

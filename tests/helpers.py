@@ -18,6 +18,7 @@ from semcascade import PairJudgement
 from semcascade.config import LocalServerConfig
 
 __all__ = [
+    "ConstantScorer",
     "ExactScorer",
     "executable",
     "install_fake_build",
@@ -47,6 +48,19 @@ class ExactScorer:
             s = 1.0 if a.strip().lower() == b.strip().lower() else 0.0
             out.append(PairJudgement(s, s))
         return out
+
+
+class ConstantScorer:
+    """Judges every pair alike: ``ConstantScorer(0.0)`` makes all samples disagree, ``ConstantScorer(1.0)`` agree."""
+
+    name = "constant"
+    kind = "similarity"
+
+    def __init__(self, agreement: float) -> None:
+        self.agreement = agreement
+
+    async def judge(self, question: str, pairs: Sequence[tuple[str, str]]) -> list[PairJudgement]:
+        return [PairJudgement(self.agreement, self.agreement) for _ in pairs]
 
 
 def two_tier_config(

@@ -38,9 +38,9 @@ def decisions(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return esc, scores
 
 
-def stream(rng: np.random.Generator, pools: list[tuple[np.ndarray, np.ndarray]], mix: np.ndarray) -> tuple[
-    np.ndarray, np.ndarray
-]:
+def stream(
+    rng: np.random.Generator, pools: list[tuple[np.ndarray, np.ndarray]], mix: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """A stream drawing request t from pool ``mix[t]`` (with replacement)."""
     esc, sc = np.empty(len(mix), dtype=bool), np.empty(len(mix))
     for p, (e, s) in enumerate(pools):

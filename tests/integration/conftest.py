@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from semcascade import Cascade, CascadeConfig, load_config
+from semcascade.scoring.base import AgreementScorer
 
 
 @pytest.fixture(scope="session")
@@ -22,13 +23,14 @@ def local_cascade(local_config: CascadeConfig) -> Iterator[Cascade]:
         yield cascade
 
 
-def _variant(base: Cascade, **tier0: object) -> Cascade:
+def _variant(base: Cascade, *, scorer: AgreementScorer | None = None, **tier0: object) -> Cascade:
     cfg = base.config
     tiers = [cfg.tiers[0].model_copy(update=tier0), *cfg.tiers[1:]]
-    return Cascade(cfg.model_copy(update={"tiers": tiers}), local_server=base.local_server)
+    return Cascade(cfg.model_copy(update={"tiers": tiers}), local_server=base.local_server, scorer=scorer)
 
 
 @pytest.fixture(scope="session")
 def variant() -> Callable[..., Cascade]:
-    """Make a cascade sharing a base cascade's server, with the first tier's settings changed."""
+    """Make a cascade sharing a base cascade's server, with the first tier's settings changed
+    (and, with ``scorer=``, another agreement scorer)."""
     return _variant

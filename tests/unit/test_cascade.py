@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -19,52 +18,14 @@ from semcascade import (
     UnknownModelError,
 )
 from semcascade.providers import Completion, CompletionRequest
-
-
-class ExactScorer:
-    """Similarity 1 for identical normalised texts, else 0: predictable clustering."""
-
-    name = "exact"
-    kind = "similarity"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def judge(self, question: str, pairs: Sequence[tuple[str, str]]) -> list[PairJudgement]:
-        self.calls += 1
-        out = []
-        for a, b in pairs:
-            s = 1.0 if a.strip().lower() == b.strip().lower() else 0.0
-            out.append(PairJudgement(s, s))
-        return out
+from tests.helpers import ExactScorer, two_tier_config
 
 
 def config(**over: Any) -> dict[str, Any]:
-    cfg: dict[str, Any] = {
-        "tiers": [
-            {
-                "name": "cheap",
-                "model": "openai/cheap",
-                "k": 4,
-                "threshold": 0.5,
-                "input_cost_per_token": 1e-6,
-                "output_cost_per_token": 2e-6,
-                "parameters": 1e8,
-            },
-            {
-                "name": "strong",
-                "model": "openai/strong",
-                "k": 1,
-                "temperature": 0.0,
-                "input_cost_per_token": 1e-5,
-                "output_cost_per_token": 2e-5,
-                "parameters": 1e9,
-            },
-        ],
-        "equivalence": {"rule": "bidirectional", "threshold": 0.5},
-    }
-    cfg.update(over)
-    return cfg
+    equivalence = {"rule": "bidirectional", "threshold": 0.5}
+    return two_tier_config(
+        cheap={"parameters": 1e8}, strong={"parameters": 1e9}, **{"equivalence": equivalence, **over}
+    )
 
 
 def answers(table: dict[str, list[str]]) -> MockProvider:

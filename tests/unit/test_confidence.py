@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from semcascade import Cascade, ConfigError, MockProvider, PairJudgement
+from semcascade import Cascade, ConfigError, MockProvider
 from semcascade.confidence import (
     ARTIFACT_FORMAT,
     LogisticConfidence,
@@ -22,6 +21,7 @@ from semcascade.confidence import (
 )
 from semcascade.errors import ConfidenceError
 from semcascade.providers import Choice, Completion, CompletionRequest, TokenLogprob
+from tests.helpers import ExactScorer
 
 
 def evidence(**over: Any) -> TierEvidence:
@@ -103,14 +103,6 @@ def test_artifact_round_trip_and_clear_errors(tmp_path: Path) -> None:
         load_confidence_model("builtin:nope")
     with pytest.raises(ConfidenceError, match="differ in length"):
         LogisticConfidence("m", "1", ("agreement",), (0.0, 1.0), (1.0,), (1.0,), 0.0)
-
-
-class ExactScorer:
-    name = "exact"
-    kind = "similarity"
-
-    async def judge(self, question: str, pairs: Sequence[tuple[str, str]]) -> list[PairJudgement]:
-        return [PairJudgement(float(a == b), float(a == b)) for a, b in pairs]
 
 
 def _lp(text: str, lp: float) -> tuple[TokenLogprob, ...]:

@@ -25,16 +25,9 @@ from semcascade import (
 )
 from semcascade._budget import BudgetLedger, Estimate, prompt_token_bound, tier_upper_bound
 from semcascade.providers import Completion, CompletionRequest
+from tests.helpers import ExactScorer
 
 NO_RETRY = {"max_attempts": 1}
-
-
-class ExactScorer:
-    name = "exact"
-    kind = "similarity"
-
-    async def judge(self, question: str, pairs: Sequence[tuple[str, str]]) -> list[PairJudgement]:
-        return [PairJudgement(float(a == b), float(a == b)) for a, b in pairs]
 
 
 class SlowScorer(ExactScorer):

@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 from semcascade import ConfidenceError, ConfigError, MockProvider
+from semcascade.evaluation.datasets import load_dataset
 from semcascade.evaluation.harness import run_eval
+from semcascade.evaluation.prompts import get_template
+from semcascade.evaluation.records import load_records
+from semcascade.evaluation.replay import cascade_outcomes
 from semcascade.providers import Completion, CompletionRequest
 
 CFG = {
@@ -45,6 +49,12 @@ def handler(req: CompletionRequest) -> Completion:
     return MockProvider.texts(req.model, texts, prompt_tokens=len(question.split()))
 
 
+def odd_length_ids(n: int, seed: int) -> set[str]:
+    """The ids of the dataset draw whose rendered prompt ``handler`` answers with disagreeing noise."""
+    examples = load_dataset("nq", n, seed)
+    return {str(e.id) for e in examples if len(get_template(e.task).render(e)[-1]["content"]) % 2 == 1}
+
+
 async def test_harness_end_to_end(tmp_path: Path) -> None:
     provider = MockProvider(handler)
     out = tmp_path / "out"
@@ -60,9 +70,17 @@ async def test_harness_end_to_end(tmp_path: Path) -> None:
     strong = rep.row("strong alone (greedy)")
     assert strong.cost_vs_strong == pytest.approx(1.0)
     cascade = next(r for r in rep.systems if r.system.startswith("cascade: lexical"))
-    # the cascade escalates exactly the odd-length (disagreeing) questions
-    assert 0.0 < cascade.deferral[0] < 1.0
-    assert cascade.cost_vs_strong < 1.0 + cascade.deferral[0]
+    # the cascade escalates exactly the odd-length (disagreeing) questions, by id
+    odd = odd_length_ids(n=12, seed=1)
+    assert 0 < len(odd) < 12, odd  # both branches of the handler are exercised
+    recs = {r.id: r for r in load_records(out)}
+    outcomes = cascade_outcomes(list(recs.values()), "lexical", [0.9])  # the replay the report is built from
+    escalated = {i for i, o in zip(recs, outcomes, strict=True) if o.tier == 1}
+    assert escalated == odd
+    assert cascade.deferral == [len(odd) / 12]
+    # it pays the cheap tier on every question and the strong tier on the escalated ones only
+    paid = sum(r.tiers[0].cost for r in recs.values()) + sum(recs[i].tiers[1].cost for i in odd)
+    assert cascade.cost == pytest.approx(paid) and cascade.cost_vs_strong == pytest.approx(paid / strong.cost)
     for f in (
         "examples.jsonl",
         "summary.csv",
@@ -115,15 +133,12 @@ def handler_lp(req: CompletionRequest) -> Completion:
 
 @functools.cache
 def _nq_answers() -> dict[str, str]:
-    from semcascade.evaluation.datasets import load_dataset
-
     return {e.input: e.references[0] for e in load_dataset("nq")}
 
 
 async def test_fit_confidence_on_calibration_then_report_it_on_test(tmp_path: Path) -> None:
     from semcascade.cli import main
     from semcascade.evaluation.fit_confidence import fit_confidence
-    from semcascade.evaluation.records import load_records
 
     provider = MockProvider(handler_lp)
     cfg = {**CFG, "tiers": [{**CFG["tiers"][0], "logprobs": True, "include_greedy": True}, CFG["tiers"][1]]}
@@ -149,7 +164,8 @@ async def test_fit_confidence_on_calibration_then_report_it_on_test(tmp_path: Pa
     )  # fmt: skip
     assert rep2.shipped_signal == "confidence"
     assert rep2.signal_quality["confidence"]["auroc"] is not None and rep2.signal_quality["confidence"]["auroc"] > 0.9
-    assert rep2.signal_quality["p_min"]["auroc"] is not None
+    # the handler's lowest token logprob is -0.05 on every right answer and -2.5 on every wrong one
+    assert rep2.signal_quality["p_min"]["auroc"] == pytest.approx(1.0), rep2.signal_quality
     assert any(r.system.startswith("cascade: confidence (shipped") for r in rep2.systems)
     with pytest.raises(ConfigError, match="confidence_model"):
         await run_eval(

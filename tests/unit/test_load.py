@@ -21,6 +21,7 @@ PROVIDERS = pytest.mark.parametrize(
 
 
 @PROVIDERS
+@pytest.mark.load
 async def test_load_with_faults_keeps_every_invariant(provider: str, sent_by: str) -> None:
     with FaultServer(seed=11, answer=load_answer, retry_after="1") as server:
         report = await run_load(

@@ -21,12 +21,7 @@ from semcascade.local.build import (
     install_binary,
 )
 from semcascade.local.process import pid_alive
-
-
-def script(path: Path, body: str) -> Path:
-    path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(0o755)
-    return path
+from tests.helpers import install_fake_build, shell_script
 
 
 @pytest.fixture(autouse=True)
@@ -39,15 +34,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Replace the real compile by one that installs a working shell script."""
-    calls: list[Path] = []
-
-    def fake(target: Path, log_path: Path, progress: bool) -> None:
-        calls.append(target)
-        log_path.write_text("fake build\n")
-        install_binary(script(tmp_path / "built", 'echo "version: fake"'), target, log_path)
-
-    monkeypatch.setattr(build, "_build", fake)
-    return calls
+    return install_fake_build(tmp_path, monkeypatch)
 
 
 def test_cached_binary_path_is_keyed_by_version(cache: Path) -> None:
@@ -56,7 +43,7 @@ def test_cached_binary_path_is_keyed_by_version(cache: Path) -> None:
 
 
 def test_env_override_skips_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_build: list[Path]) -> None:
-    binary = script(tmp_path / "my-llama-server", "exit 0")
+    binary = shell_script(tmp_path / "my-llama-server", "exit 0")
     monkeypatch.setenv("SEMCASCADE_LLAMA_SERVER", str(binary))
     assert ensure_llama_server(progress=False) == binary
     assert fake_build == []
@@ -77,7 +64,7 @@ def test_builds_once_then_reuses_the_cache(fake_build: list[Path]) -> None:
 
 def test_cached_binary_that_does_not_run_is_rebuilt(fake_build: list[Path]) -> None:
     broken = cached_binary_path()
-    script(broken, "exit 3")  # e.g. built for another CPU, or truncated
+    shell_script(broken, "exit 3")  # e.g. built for another CPU, or truncated
     assert not binary_runs(broken)
     assert ensure_llama_server(progress=False) == broken
     assert len(fake_build) == 1
@@ -87,7 +74,7 @@ def test_cached_binary_that_does_not_run_is_rebuilt(fake_build: list[Path]) -> N
 def test_binary_that_does_not_run_is_never_installed(tmp_path: Path) -> None:
     target = cached_binary_path()
     with pytest.raises(LocalServerError, match=r"does not run.*SEMCASCADE_LLAMA_SERVER"):
-        install_binary(script(tmp_path / "bad", "exit 1"), target, build_log_path())
+        install_binary(shell_script(tmp_path / "bad", "exit 1"), target, build_log_path())
     assert not target.exists()
     assert [p.name for p in target.parent.iterdir() if p.name.endswith(".tmp")] == []
 

@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -21,15 +20,13 @@ from pathlib import Path
 import pytest
 
 from semcascade import Cascade
-from semcascade.config import LocalServerConfig
 from semcascade.errors import LocalServerError, ProviderError
-from semcascade.local import server as server_mod
 from semcascade.local.guard import LocalServerGuard
-from semcascade.local.models import models_dir
 from semcascade.local.process import group_alive, pid_alive
 from semcascade.local.server import LocalServer, stop_running_server
 from semcascade.local.state import read_state
 from semcascade.providers import CompletionRequest, LiteLLMProvider, MockProvider
+from tests.helpers import install_fake_llama_server, local_server_config
 
 FAKE_SERVER = textwrap.dedent(
     """\
@@ -98,27 +95,13 @@ FAKE_SERVER = textwrap.dedent(
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A cache in tmp, the fake binary as $SEMCASCADE_LLAMA_SERVER, and no-op model assembly."""
-    monkeypatch.setenv("SEMCASCADE_CACHE", str(tmp_path / "cache"))
-    binary = tmp_path / "bin" / "llama-server"
-    binary.parent.mkdir()
-    binary.write_text(FAKE_SERVER.format(python=sys.executable))
-    binary.chmod(0o755)
-    monkeypatch.setenv("SEMCASCADE_LLAMA_SERVER", str(binary))
-    monkeypatch.delenv("FAKE_LLAMA_MODE", raising=False)
-
-    def fake_ensure_model(name: str, progress: bool = True) -> Path:
-        path = models_dir() / f"{name}.gguf"
-        path.touch()
-        return path
-
-    monkeypatch.setattr(server_mod, "ensure_model", fake_ensure_model)
-    yield binary
+    yield install_fake_llama_server(tmp_path, monkeypatch, FAKE_SERVER)
     stop_running_server(grace=1.0)
 
 
 @pytest.fixture
 def server(fake: Path) -> Iterator[LocalServer]:
-    srv = LocalServer(LocalServerConfig(startup_timeout=15.0), ["smollm2-135m"], progress=False)
+    srv = LocalServer(local_server_config(), ["smollm2-135m"], progress=False)
     srv.start()
     yield srv
     srv.stop()
@@ -253,7 +236,7 @@ async def test_errors_from_a_live_server_propagate_without_a_restart(
     fake: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_LLAMA_MODE", "500")
-    with LocalServer(LocalServerConfig(startup_timeout=15.0), ["smollm2-135m"], progress=False) as srv:
+    with LocalServer(local_server_config(), ["smollm2-135m"], progress=False) as srv:
         guard = LocalServerGuard(LiteLLMProvider(), srv)
         pid = srv.pid
         with pytest.raises(ProviderError):

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from semcascade.errors import LocalServerError
-from semcascade.local import build
-from semcascade.local.build import binary_runs, cached_binary_path, ensure_llama_server, install_binary
+from semcascade.local.build import binary_runs, cached_binary_path, ensure_llama_server
 from semcascade.local.models import LOCAL_MODELS, LocalModelSpec, ensure_model, model_status, models_dir
+from tests.helpers import install_fake_build, shell_script
 
 PARTS = [os.urandom(400_000), os.urandom(300_000), os.urandom(123_457)]
 WHOLE = b"".join(PARTS)
@@ -43,24 +43,10 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # ------------------------------------------------------------------ the binary
 
 
-def script(path: Path, body: str) -> Path:
-    path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(0o755)
-    return path
-
-
 @pytest.fixture
 def builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Replace the real compile by one that installs a working shell script (and count builds)."""
-    calls: list[Path] = []
-
-    def fake(target: Path, log_path: Path, progress: bool) -> None:
-        calls.append(target)
-        log_path.write_text("fake build\n")
-        install_binary(script(tmp_path / "built", 'echo "version: fake"'), target, log_path)
-
-    monkeypatch.setattr(build, "_build", fake)
-    return calls
+    return install_fake_build(tmp_path, monkeypatch)
 
 
 def recorded_hash(target: Path) -> str:
@@ -76,7 +62,7 @@ def test_install_records_the_binary_hash(builds: list[Path]) -> None:
 def test_overwritten_binary_that_still_runs_is_rebuilt(builds: list[Path]) -> None:
     target = ensure_llama_server(progress=False)
     good = target.read_bytes()
-    script(target, 'echo "version: something else"')  # runs fine, but is not what was built
+    shell_script(target, 'echo "version: something else"')  # runs fine, but is not what was built
     assert binary_runs(target)
     assert ensure_llama_server(progress=False) == target
     assert len(builds) == 2 and target.read_bytes() == good
@@ -94,7 +80,7 @@ def test_truncated_binary_is_rebuilt(builds: list[Path], keep: int) -> None:
 
 def test_binary_from_before_hash_records_is_trusted_once_then_checked(builds: list[Path]) -> None:
     target = cached_binary_path()
-    script(target, 'echo "version: old install"')  # cached by a semcascade without hash records
+    shell_script(target, 'echo "version: old install"')  # cached by a semcascade without hash records
     assert ensure_llama_server(progress=False) == target
     assert builds == []  # no needless 20-minute rebuild
     assert recorded_hash(target) == hashlib.sha256(target.read_bytes()).hexdigest()

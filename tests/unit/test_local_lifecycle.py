@@ -18,13 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from semcascade.config import LocalServerConfig
 from semcascade.errors import LocalServerError
-from semcascade.local import server as server_mod
-from semcascade.local.models import models_dir
 from semcascade.local.process import group_alive, pid_alive
 from semcascade.local.server import LocalServer, server_args, server_status, stop_running_server
 from semcascade.local.state import ServerState, read_state, state_path, write_state
+from tests.helpers import install_fake_llama_server, local_server_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,27 +79,9 @@ FAKE_SERVER = textwrap.dedent(
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A cache in tmp, the fake binary as $SEMCASCADE_LLAMA_SERVER, and no-op model assembly."""
-    monkeypatch.setenv("SEMCASCADE_CACHE", str(tmp_path / "cache"))
-    binary = tmp_path / "bin" / "llama-server"
-    binary.parent.mkdir()
-    binary.write_text(FAKE_SERVER.format(python=sys.executable))
-    binary.chmod(0o755)
-    monkeypatch.setenv("SEMCASCADE_LLAMA_SERVER", str(binary))
     monkeypatch.setenv("LLAMA_ARG_THREADS", "99")  # must not reach the server
-    monkeypatch.delenv("FAKE_LLAMA_MODE", raising=False)
-
-    def fake_ensure_model(name: str, progress: bool = True) -> Path:
-        path = models_dir() / f"{name}.gguf"
-        path.touch()
-        return path
-
-    monkeypatch.setattr(server_mod, "ensure_model", fake_ensure_model)
-    yield binary
+    yield install_fake_llama_server(tmp_path, monkeypatch, FAKE_SERVER)
     stop_running_server(grace=1.0)
-
-
-def cfg(**kw: object) -> LocalServerConfig:
-    return LocalServerConfig.model_validate({"startup_timeout": 15.0, **kw})
 
 
 def wait_dead(pid: int, timeout: float = 5.0) -> bool:
@@ -114,7 +94,7 @@ def wait_dead(pid: int, timeout: float = 5.0) -> bool:
 
 
 def test_start_health_state_file_and_stop(fake: Path) -> None:
-    server = LocalServer(cfg(), ["smollm2-135m"], progress=False).start()
+    server = LocalServer(local_server_config(), ["smollm2-135m"], progress=False).start()
     try:
         assert not server.reused
         assert server.base_url == f"http://127.0.0.1:{server.port}/v1"
@@ -140,7 +120,7 @@ def test_start_health_state_file_and_stop(fake: Path) -> None:
 
 def test_stop_kills_children_that_ignore_sigterm(fake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_STUBBORN_CHILD", "1")
-    server = LocalServer(cfg(), ["smollm2-135m"], progress=False).start()
+    server = LocalServer(local_server_config(), ["smollm2-135m"], progress=False).start()
     pid = server.pid
     assert pid is not None
     deadline = time.monotonic() + 5
@@ -166,8 +146,8 @@ def group_members(pgid: int) -> list[int]:
 
 
 def test_second_object_reuses_and_does_not_stop_it(fake: Path) -> None:
-    with LocalServer(cfg(), ["smollm2-135m", "qwen2.5-coder-0.5b"], progress=False) as first:
-        second = LocalServer(cfg(), ["local/smollm2-135m"], progress=False).start()
+    with LocalServer(local_server_config(), ["smollm2-135m", "qwen2.5-coder-0.5b"], progress=False) as first:
+        second = LocalServer(local_server_config(), ["local/smollm2-135m"], progress=False).start()
         assert second.reused and second.base_url == first.base_url and second.pid == first.pid
         second.stop()
         assert first.pid is not None and pid_alive(first.pid)
@@ -177,8 +157,8 @@ def test_second_object_reuses_and_does_not_stop_it(fake: Path) -> None:
 
 
 def test_different_arguments_start_a_separate_server(fake: Path) -> None:
-    with LocalServer(cfg(threads=2), ["smollm2-135m"], progress=False) as first:
-        with LocalServer(cfg(threads=1), ["smollm2-135m"], progress=False) as other:
+    with LocalServer(local_server_config(threads=2), ["smollm2-135m"], progress=False) as first:
+        with LocalServer(local_server_config(threads=1), ["smollm2-135m"], progress=False) as other:
             assert not other.reused and other.port != first.port
             state = read_state()
             assert state is not None and state.pid == first.pid  # the first keeps the state file
@@ -188,8 +168,8 @@ def test_different_arguments_start_a_separate_server(fake: Path) -> None:
 
 
 def test_explicit_port_reuses_a_server_on_that_port(fake: Path) -> None:
-    with LocalServer(cfg(), ["smollm2-135m"], progress=False) as first:
-        same = LocalServer(cfg(port=first.port), ["smollm2-135m"], progress=False).start()
+    with LocalServer(local_server_config(), ["smollm2-135m"], progress=False) as first:
+        same = LocalServer(local_server_config(port=first.port), ["smollm2-135m"], progress=False).start()
         assert same.reused and same.port == first.port
         same.stop()
 
@@ -200,7 +180,7 @@ def test_explicit_port_in_use_names_the_port_and_the_fix(fake: Path) -> None:
         sock.listen()
         port = sock.getsockname()[1]
         with pytest.raises(LocalServerError, match=rf"port {port} on 127\.0\.0\.1 is already in use.*null"):
-            LocalServer(cfg(port=port), ["smollm2-135m"], progress=False).start()
+            LocalServer(local_server_config(port=port), ["smollm2-135m"], progress=False).start()
     assert not state_path().exists()
 
 
@@ -209,7 +189,7 @@ def test_stale_state_file_is_replaced(fake: Path) -> None:
     dead.wait()
     (state_path().parent).mkdir(parents=True, exist_ok=True)
     write_state(ServerState(pid=dead.pid, host="127.0.0.1", port=1, fingerprint="x", binary=str(fake), log="x"))
-    with LocalServer(cfg(), ["smollm2-135m"], progress=False) as server:
+    with LocalServer(local_server_config(), ["smollm2-135m"], progress=False) as server:
         assert not server.reused
         state = read_state()
         assert state is not None and state.pid == server.pid
@@ -228,13 +208,13 @@ def test_state_pointing_at_an_unrelated_process_is_neither_reused_nor_killed(fak
 
 
 def test_detached_server_outlives_stop_until_stop_running_server(fake: Path) -> None:
-    server = LocalServer(cfg(), ["smollm2-135m"], progress=False, detach=True).start()
+    server = LocalServer(local_server_config(), ["smollm2-135m"], progress=False, detach=True).start()
     pid = server.pid
     server.stop()
     assert pid is not None and pid_alive(pid)
     state = read_state()
     assert state is not None and state.detached
-    later = LocalServer(cfg(), ["smollm2-135m"], progress=False).start()
+    later = LocalServer(local_server_config(), ["smollm2-135m"], progress=False).start()
     assert later.reused
     later.stop()
     assert pid_alive(pid)
@@ -247,7 +227,7 @@ def test_detached_server_outlives_stop_until_stop_running_server(fake: Path) -> 
 def test_server_that_exits_while_starting_reports_the_log(fake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_LLAMA_MODE", "exit")
     with pytest.raises(LocalServerError) as info:
-        LocalServer(cfg(), ["smollm2-135m"], progress=False).start()
+        LocalServer(local_server_config(), ["smollm2-135m"], progress=False).start()
     msg = str(info.value)
     assert "exited with code 1" in msg and "couldn't bind HTTP server socket" in msg and "local_server.port" in msg
     assert not state_path().exists()
@@ -257,26 +237,29 @@ def test_startup_timeout_kills_the_process(fake: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("FAKE_LLAMA_MODE", "unhealthy")
     monkeypatch.setenv("FAKE_PID_FILE", str(tmp_path / "pid"))
     with pytest.raises(LocalServerError, match=r"not become healthy within 2s.*startup_timeout"):
-        LocalServer(cfg(startup_timeout=2.0), ["smollm2-135m"], progress=False).start()
+        LocalServer(local_server_config(startup_timeout=2.0), ["smollm2-135m"], progress=False).start()
     assert wait_dead(int((tmp_path / "pid").read_text()))
     assert not state_path().exists()
 
 
 def test_unknown_model_is_rejected_before_anything_starts(fake: Path) -> None:
     with pytest.raises(LocalServerError, match=r"unknown local model 'llama-70b'.*smollm2-135m"):
-        LocalServer(cfg(), ["llama-70b"])
+        LocalServer(local_server_config(), ["llama-70b"])
 
 
 def test_command_line_is_router_mode_with_config_values(fake: Path) -> None:
     args = server_args(
-        fake, cfg(threads=3, parallel=4, ctx_size=4096, models_max=2, cache_ram_mib=256), Path("/m"), 8123
+        fake,
+        local_server_config(threads=3, parallel=4, ctx_size=4096, models_max=2, cache_ram_mib=256),
+        Path("/m"),
+        8123,
     )
     assert args == [
         str(fake), "--models-dir", "/m", "--models-max", "2", "-t", "3", "-c", "4096", "-np", "4",
         "--cache-ram", "256", "--host", "127.0.0.1", "--port", "8123", "--threads-http", "32", "--no-webui",
     ]  # fmt: skip
     # the default caps each model's prompt cache (llama-server's own default is 8 GiB per model)
-    assert server_args(fake, cfg(), Path("/m"), 1)[11:13] == ["--cache-ram", "1024"]
+    assert server_args(fake, local_server_config(), Path("/m"), 1)[11:13] == ["--cache-ram", "1024"]
 
 
 CHILD = """
@@ -316,7 +299,7 @@ def test_orphan_of_a_killed_owner_is_adopted_and_stopped(fake: Path) -> None:
     pid = int(out.stdout.strip())
     assert pid_alive(pid)  # the owner died without stopping it
     assert server_status().orphaned
-    server = LocalServer(cfg(), ["smollm2-135m"], progress=False).start()
+    server = LocalServer(local_server_config(), ["smollm2-135m"], progress=False).start()
     assert server.reused and server.adopted and server.pid == pid and server.owns_process
     state = read_state()
     assert state is not None and state.owner_pid == os.getpid()
@@ -326,8 +309,8 @@ def test_orphan_of_a_killed_owner_is_adopted_and_stopped(fake: Path) -> None:
 
 
 def test_detach_by_a_reuser_keeps_the_owner_from_stopping_it(fake: Path) -> None:
-    owner = LocalServer(cfg(), ["smollm2-135m"], progress=False).start()
-    reuser = LocalServer(cfg(), ["smollm2-135m"], progress=False).start()
+    owner = LocalServer(local_server_config(), ["smollm2-135m"], progress=False).start()
+    reuser = LocalServer(local_server_config(), ["smollm2-135m"], progress=False).start()
     assert reuser.reused and not reuser.adopted and not reuser.owns_process
     reuser.detach()  # what `semcascade local start` does
     pid = owner.pid
@@ -344,7 +327,7 @@ def test_old_server_logs_are_pruned(fake: Path) -> None:
         old = log_dir / f"llama-server-{40000 + i}.log"
         old.write_text("old")
         os.utime(old, (1_000_000 + i, 1_000_000 + i))
-    with LocalServer(cfg(), ["smollm2-135m"], progress=False) as server:
+    with LocalServer(local_server_config(), ["smollm2-135m"], progress=False) as server:
         assert server.log_path is not None and server.log_path.exists()
         kept = sorted(p.name for p in log_dir.glob("llama-server-*.log"))
     assert len(kept) == 21  # the 20 newest old ones, plus the new server's

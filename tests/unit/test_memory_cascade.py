@@ -7,30 +7,22 @@ tier received.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from semcascade import Cascade, MockProvider, PairJudgement
+from semcascade import Cascade, MockProvider
 from semcascade.memory import InMemoryStrategyStore, MemoryConfig, MemoryStoreError, StrategyEntry, StrategyMemory
 from semcascade.memory.prompts import STRATEGY_SYSTEM_PROMPT, clean_strategy, inject_strategies
 from semcascade.memory.store import AddResult
 from semcascade.providers import Completion, CompletionRequest
+from tests.helpers import ExactScorer, two_tier_config
 
 AUSTEN = "Who wrote the novel Pride and Prejudice?"
 DICKENS = "Who wrote the novel Great Expectations?"  # MiniLM cosine with AUSTEN: 0.57
 WATER = "What is the boiling point of water in Fahrenheit?"  # cosine with AUSTEN: 0.10
 STRATEGY = "Recall the era and literary movement of the book, then name its author in full. The answer is Jane Austen."
-
-
-class ExactScorer:
-    name = "exact"
-    kind = "similarity"
-
-    async def judge(self, question: str, pairs: Sequence[tuple[str, str]]) -> list[PairJudgement]:
-        return [PairJudgement(float(a == b), float(a == b)) for a, b in pairs]
 
 
 class Models:
@@ -59,28 +51,11 @@ class Models:
 
 
 def config(**memory: Any) -> dict[str, Any]:
-    return {
-        "system_prompt": "Answer briefly.",
-        "tiers": [
-            {
-                "name": "cheap",
-                "model": "openai/cheap",
-                "k": 4,
-                "threshold": 0.5,
-                "input_cost_per_token": 1e-6,
-                "output_cost_per_token": 1e-6,
-            },
-            {
-                "name": "strong",
-                "model": "openai/strong",
-                "k": 1,
-                "temperature": 0.0,
-                "input_cost_per_token": 1e-5,
-                "output_cost_per_token": 2e-5,
-            },
-        ],
-        "memory": {"enabled": True, "store": "memory", "min_similarity": 0.45, **memory},
-    }
+    return two_tier_config(
+        cheap={"output_cost_per_token": 1e-6},
+        system_prompt="Answer briefly.",
+        memory={"enabled": True, "store": "memory", "min_similarity": 0.45, **memory},
+    )
 
 
 def make(**memory: Any) -> tuple[Cascade, Models]:

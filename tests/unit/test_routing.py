@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from semcascade import Cascade, MockProvider, PairJudgement
+from semcascade import Cascade, MockProvider
 from semcascade.cli import main
 from semcascade.evaluation.splits import split_of
 from semcascade.providers import Completion, CompletionRequest
@@ -28,6 +28,7 @@ from semcascade.routing import (
     split_examples,
     train_pik,
 )
+from tests.helpers import ExactScorer, two_tier_config
 
 
 class HashEmbedder:
@@ -216,27 +217,13 @@ def test_choose_tier_by_threshold() -> None:
     assert choose_tier([0.1, 0.8, 0.9], [0.5, 0.7]) == 1
 
 
-class ExactScorer:
-    name = "exact"
-    kind = "similarity"
-
-    async def judge(self, question: str, pairs: Sequence[tuple[str, str]]) -> list[PairJudgement]:
-        return [PairJudgement(float(a == b), float(a == b)) for a, b in pairs]
-
-
 def routed(p_cheap: float, *, threshold: float = 0.5, mode: Any = "route") -> tuple[RoutedCascade, MockProvider]:
     def handle(req: CompletionRequest) -> Completion:
         texts = ["a", "b", "c"] if req.model == "openai/cheap" else ["strong answer"]
         return MockProvider.texts(req.model, texts[: req.n])
 
     provider = MockProvider(handle)
-    cfg = {
-        "tiers": [
-            {"name": "cheap", "model": "openai/cheap", "k": 3, "threshold": 0.5, "input_cost_per_token": 1e-6},
-            {"name": "strong", "model": "openai/strong", "k": 1, "input_cost_per_token": 1e-5},
-        ]
-    }
-    cascade = Cascade(cfg, provider=provider, scorer=ExactScorer())
+    cascade = Cascade(two_tier_config(cheap={"k": 3}), provider=provider, scorer=ExactScorer())
     return RoutedCascade(cascade, ConstantRouter([p_cheap, 0.9]), threshold=threshold, mode=mode), provider
 
 

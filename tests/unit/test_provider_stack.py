@@ -18,11 +18,10 @@ from semcascade.providers import (
     Completion,
     CompletionRequest,
     LiteLLMProvider,
-    TierProviders,
     TokenLogprob,
-    build_provider_stack,
     close_loop_clients,
 )
+from semcascade.providers.stack import TierProviders, build_provider_stack
 from semcascade.response_cache import CachingProvider, ResponseCache
 
 CFG: dict[str, Any] = {

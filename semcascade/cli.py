@@ -280,14 +280,25 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             raise CalibrationError(
                 f"--quality {args.quality!r} is not a number; give e.g. 0.11 (absolute) or 95% (of final tier alone)"
             ) from None
+    results, cal_run = args.results, args.calibration_run
+    if args.prices is not None:
+        from semcascade.evaluation.prices import load_price_table, reprice_run
+        from semcascade.evaluation.records import load_run
+
+        results = load_run(results)
+        table = load_price_table(args.prices, results.n_tiers)
+        results = reprice_run(results, table, config=args.config)
+        if cal_run is not None:
+            cal_run = reprice_run(load_run(cal_run), table, config=args.config)
+        print(f"prices: {table.name} ({table.source}; cheap/strong price ratio {table.ratio:.3f})")
     rep = calibrate_run(
-        args.results, budget=args.budget, quality=quality, quality_relative=relative, signal=args.signal,
-        method=args.method, seed=args.seed, calibration_run=args.calibration_run,
+        results, budget=args.budget, quality=quality, quality_relative=relative, signal=args.signal,
+        method=args.method, seed=args.seed, calibration_run=cal_run,
     )  # fmt: skip
     print(rep.text())
     if not args.dry_run:
         command = "semcascade " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("semcascade") else None
-        path = write_calibrated_config(rep, args.out, config=args.config, command=command)
+        path = write_calibrated_config(rep, args.out, config=args.config, command=command, task=args.task)
         print(f"\nwrote {path}")
     return 0
 
@@ -311,7 +322,13 @@ def _cmd_rescore(args: argparse.Namespace) -> int:
     from semcascade.evaluation.rescore import rescore_run
 
     for path in args.results:
-        res = rescore_run(path, write=not args.dry_run, command=f"semcascade rescore {path}")
+        extra = f" --add-signals {','.join(args.add_signals)}" if args.add_signals else ""
+        res = rescore_run(
+            path,
+            write=not args.dry_run,
+            command=f"semcascade rescore {path}{extra}",
+            add_signals=args.add_signals,
+        )
         moved = ", ".join(f"{s} {n}" for s, n in res.changed.items() if n) or "none"
         verb = "would rewrite" if args.dry_run else "rewrote"
         print(f"{verb} {res.path} ({res.n} examples; signals {', '.join(res.signals)}; first-tier changes: {moved})")
@@ -449,6 +466,17 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--config", "-c", default=None, help="the config the run used (default: from report.json)")
     ca.add_argument("--out", default="configs/calibrated.yaml", help="where to write the calibrated config")
     ca.add_argument("--dry-run", action="store_true", help="print the choice, write nothing")
+    ca.add_argument(
+        "--prices",
+        default=None,
+        help="re-price the recorded tokens first: a preset (gpt-4o-mini/gpt-4o, claude-haiku/claude-sonnet, "
+        "gpt-4.1-nano/gpt-4.1-mini/gpt-4.1) or a YAML price file",
+    )
+    ca.add_argument(
+        "--task",
+        default=None,
+        help="write the calibrated cascade as tasks.TASK of --out (kept if it exists) instead of the whole config",
+    )
     ca.add_argument("--seed", type=int, default=0, help="seed of the 50/50 fallback split")
     ca.add_argument(
         "--calibration-run",
@@ -471,6 +499,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rs.add_argument("results", nargs="+", type=_results, help="folders written by `semcascade eval`")
     rs.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
+    rs.add_argument(
+        "--add-signals",
+        type=_names,
+        default=(),
+        help="comma-separated offline signals to score too (e.g. confidence)",
+    )
     rs.set_defaults(func=_cmd_rescore)
 
     tr = sub.add_parser("train-router", help="train the black-box P(IK) router from eval results")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from semcascade.config import TierConfig
 
-__all__ = ["tier_cost", "tier_flops", "unpriced_models"]
+__all__ = ["cost_map_prices", "tier_cost", "tier_flops", "unpriced_models"]
 
 #: models written ``local/NAME`` are served by the managed llama-server (as in semcascade.config)
 _LOCAL_PREFIX = "local/"
@@ -40,6 +40,9 @@ def _cost_map_prices(model: str) -> tuple[float, float] | None:
 
     _prepare_litellm_env()
     import litellm
+
+    # an unmapped model is an answer here (None), not something to print a provider list for
+    litellm.suppress_debug_info = True
 
     try:
         inp, out = litellm.cost_per_token(model=model, prompt_tokens=1_000_000, completion_tokens=1_000_000)
@@ -91,3 +94,8 @@ def tier_flops(tier: TierConfig, prompt_tokens: int, completion_tokens: int) -> 
     if tier.parameters is None:
         return None
     return 2.0 * tier.parameters * (prompt_tokens + completion_tokens)
+
+
+def cost_map_prices(model: str) -> tuple[float, float] | None:
+    """(input, output) price per token of ``model`` in litellm's offline cost map, or None if unmapped."""
+    return _cost_map_prices(model)

@@ -232,14 +232,54 @@ def _signal_scorer(raw: dict[str, Any], signal: str, src: Path) -> tuple[dict[st
     )
 
 
+def _signal_section(raw: dict[str, Any], signal: str, src: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The scorer section ``signal`` needs (None: the signal needs no agreement scorer) and a note."""
+    from semcascade.scoring.signals import get_signal
+
+    if signal in SIGNAL_SCORERS:
+        return _signal_scorer(raw, signal, src)
+    try:
+        kind = get_signal(signal).kind
+    except ConfigError:
+        kind = "baseline"
+    if kind == "baseline":
+        raise CalibrationError(
+            f"signal {signal!r} is a baseline, not a signal a cascade config can run; calibrate another "
+            "--signal (or pass --dry-run to see its numbers only)"
+        )
+    return None, None
+
+
+def _task_settings(task: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config-level, per-tier) generation settings of the run's task prompt, as the harness evaluated it."""
+    from semcascade.evaluation.prompts import get_template
+
+    if task is None:
+        return {}, {}
+    try:
+        tpl = get_template(task)
+    except ValueError:
+        return {}, {}
+    tier: dict[str, Any] = {"max_tokens": tpl.max_tokens}
+    if tpl.stop:
+        tier["stop"] = list(tpl.stop)
+    return {"system_prompt": tpl.system, "answer_format": tpl.answer_format}, tier
+
+
 def write_calibrated_config(
     report: CalibrationReport,
     out: str | os.PathLike[str],
     *,
     config: str | os.PathLike[str] | None = None,
     command: str | None = None,
+    task: str | None = None,
 ) -> Path:
-    """Write the run's config with the calibrated thresholds (and a header saying where they came from)."""
+    """Write the run's config with the calibrated thresholds (and a header saying where they came from).
+
+    ``task``: write the calibrated cascade as ``tasks.TASK`` instead (its tiers, decision signal and the
+    prompt settings the run was evaluated with) into ``out`` when it already is a config, else into a copy
+    of the run's config; the rest of ``out`` is kept.
+    """
     src = run_config_path(report.run, config)
     raw = yaml.safe_load(src.read_text(encoding="utf-8"))
     if not isinstance(raw, dict) or not isinstance(raw.get("tiers"), list):
@@ -256,10 +296,35 @@ def write_calibrated_config(
             raise CalibrationError(
                 f"{src} names its tiers {names}, the results {report.tier_names}; pass the run's config with --config"
             )
-    raw["scorer"], scorer_note = _signal_scorer(raw, c.signal, src)
+    scorer, scorer_note = _signal_section(raw, c.signal, src)
+    if scorer is not None:
+        raw["scorer"] = scorer
+    run_task = report.run.report.get("task")
     for i, t in enumerate(c.thresholds):
         if i not in c.unscored:
             raw["tiers"][i]["threshold"] = t
+            raw["tiers"][i]["signal"] = c.signal
+    path = Path(out)
+    if task is not None:
+        top, per_tier = _task_settings(run_task if isinstance(run_task, str) else None)
+        block: dict[str, Any] = {**top, "tiers": [{**t, **per_tier} for t in raw["tiers"]]}
+        if scorer is not None:
+            block["scorer"] = scorer
+        base = raw
+        if path.is_file():
+            try:
+                existing = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except yaml.YAMLError as exc:
+                raise CalibrationError(f"{path}: not valid YAML ({exc}); fix it or write elsewhere") from None
+            if not isinstance(existing, dict) or "tiers" not in existing:
+                raise CalibrationError(f"{path}: not a cascade config; write the task into a config file")
+            base = existing
+        else:
+            base = yaml.safe_load(src.read_text(encoding="utf-8"))
+        tasks = dict(base.get("tasks") or {})
+        tasks[task] = block
+        base["tasks"] = tasks
+        raw = base
     try:
         load_config(raw)
     except ConfigError as exc:
@@ -277,8 +342,9 @@ def write_calibrated_config(
         f"held-out test (n={h.n}): quality {h.quality:.4f}, cost {h.cost_ratio:.3f} x.",
         *([scorer_note + "."] if scorer_note else []),
     ]
+    if task is not None:
+        header[0] = f"Task {task!r}: " + header[0]
     text = "".join(f"# {line}\n" for line in header) + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
-    path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path

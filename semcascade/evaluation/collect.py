@@ -190,10 +190,12 @@ async def _collect_one(cascade: Cascade, messages: Messages, *, greedy: bool) ->
             )
             rec.greedy = g.samples[0].answer if g.samples else ""
             rec.greedy_cost = g.cost(cfg)
+            rec.greedy_prompt_tokens, rec.greedy_completion_tokens = g.prompt_tokens, g.completion_tokens
             if not g.samples:
                 rec.greedy_error = "no greedy answer arrived: " + ("; ".join(g.errors[:3]) or "unknown")
         else:  # the tier already is greedy with one sample
             rec.greedy, rec.greedy_latency_s, rec.greedy_cost = rec.samples[0], rec.latency_s, rec.cost
+            rec.greedy_prompt_tokens, rec.greedy_completion_tokens = rec.prompt_tokens, rec.completion_tokens
             rec.greedy_error = rec.error
         records.append(rec)
     return records

@@ -89,6 +89,10 @@ def _num(x: Any, default: float) -> float:
     return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else default
 
 
+def _opt_int(x: Any) -> int | None:
+    return int(x) if isinstance(x, int) and not isinstance(x, bool) else None
+
+
 def _tier(d: dict[str, Any], where: str) -> TierRecord:
     try:
         samples = [str(s) for s in d["samples"]]
@@ -138,6 +142,8 @@ def _tier(d: dict[str, Any], where: str) -> TierRecord:
         error=str(d["error"]) if d.get("error") is not None else None,
         greedy_error=str(d["greedy_error"]) if d.get("greedy_error") is not None else None,
         vote=[int(x) for x in d["vote"]] if isinstance(d.get("vote"), list) and len(d["vote"]) == 2 else None,
+        greedy_prompt_tokens=_opt_int(d.get("greedy_prompt_tokens")),
+        greedy_completion_tokens=_opt_int(d.get("greedy_completion_tokens")),
     )
 
 

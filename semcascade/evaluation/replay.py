@@ -83,6 +83,9 @@ class TierRecord:
     #: ``final_answer: consensus``: [tier, sample] of the answer voted over the samples of this tier and
     #: every earlier one, when the cascade stops here (tiers after the first; filled by the harness)
     vote: list[int] | None = None
+    #: the greedy call's own prompt and completion tokens (``None`` in older records), for re-pricing
+    greedy_prompt_tokens: int | None = None
+    greedy_completion_tokens: int | None = None
 
     @property
     def failed(self) -> bool:

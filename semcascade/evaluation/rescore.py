@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,13 @@ def rescore_run(
     write: bool = True,
     command: str | None = None,
     root: str | os.PathLike[str] | None = None,
+    add_signals: Sequence[str] = (),
 ) -> RescoreResult:
-    """Recompute the offline signals, the answer quality and the report of the run in ``path``."""
+    """Recompute the offline signals, the answer quality and the report of the run in ``path``.
+
+    ``add_signals``: offline signals the run did not record, scored now too (e.g. ``confidence``, to
+    replay the shipped config's fitted confidence on a run made before it was recorded).
+    """
     from semcascade.evaluation.harness import build_report, write_outputs
 
     run = load_run(path)
@@ -105,6 +111,12 @@ def rescore_run(
             t.greedy_quality = metrics.score(t.greedy or "", refs)
     inputs = {r.id: scoring_inputs(template, examples[r.id]) for r in records}
     signals = offline_signals(records)
+    for name in add_signals:
+        if name in MODEL_SIGNALS:
+            raise CalibrationError(f"signal {name!r} needs model calls; re-run `semcascade eval --signals {name}`")
+        get_signal(name)  # an unknown name is a ConfigError naming the known ones
+        if name not in signals:
+            signals.append(name)
     before = {s: [(r.tiers[0].scores.get(s), r.tiers[0].consensus.get(s)) for r in records] for s in signals}
     timing = [[(dict(t.scoring_s), dict(t.scoring_cost)) for t in r.tiers] for r in records]
     asyncio.run(

@@ -141,7 +141,7 @@ def test_quality_target_absolute_and_relative(results: Path, capsys: pytest.Capt
         (["{results}", "--budget", "0.01"], "raise the budget to at least"),
         (["{results}", "--quality", "1.5"], "lower the quality target"),
         (["{results}", "--budget", "0.8", "--signal", "logprob"], "choose --signal from lexical, random"),
-        (["{results}", "--budget", "0.8", "--signal", "random"], "has no agreement scorer a cascade config can run"),
+        (["{results}", "--budget", "0.8", "--signal", "random"], "is a baseline, not a signal a cascade config can run"),
         (["{results}", "--budget", "0.8", "--config", "{missing}"], "no such config file; pass the YAML the run"),
     ],
 )
@@ -252,3 +252,56 @@ def test_calibration_run_chooses_on_one_run_and_holds_out_another(
         capsys,
     )
     assert code == 2 and "nothing is held out" in one_line_error(err)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _committed(name: str, tmp_path: Path) -> Path:
+    """A copy of a committed run (first 120 examples) whose report points at the embedded default config."""
+    src = REPO / "eval" / "results" / name
+    out = tmp_path / name
+    out.mkdir()
+    with (src / "examples.jsonl").open(encoding="utf-8") as f:
+        rows = [next(f) for _ in range(120)]
+    (out / "examples.jsonl").write_text("".join(rows), encoding="utf-8")
+    (out / "report.json").write_text((src / "report.json").read_text(encoding="utf-8"), encoding="utf-8")
+    return out
+
+
+def test_task_blocks_accumulate_with_the_runs_prompt_and_signal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "tasks.yaml"
+    rc, qa = _committed("halueval_qa", tmp_path), _committed("nq", tmp_path)
+    for run, task in ((rc, "rc"), (qa, "qa")):
+        argv = ["calibrate", str(run), "--budget", "0.8", "--signal", "p_mean", "--task", task, "--out", str(out)]
+        assert main(argv) == 0
+    capsys.readouterr()
+    cfg = load_config(out)
+    assert set(cfg.tasks) == {"rc", "qa"}
+    for task, run in (("rc", rc), ("qa", qa)):
+        t = cfg.task_config(task)
+        rep = calibrate_run(run, budget=0.8, signal="p_mean")
+        assert t.tiers[0].signal == "p_mean" and t.tiers[0].threshold == rep.choice.thresholds[0]
+        assert t.tiers[0].max_tokens == 32 and t.answer_format == "short"
+    assert "context" in (cfg.task_config("rc").system_prompt or "")
+    assert "context" not in (cfg.task_config("qa").system_prompt or "")
+    assert cfg.tiers[0].signal is None  # the base cascade is left as it was
+
+
+def test_prices_change_what_a_budget_buys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _committed("halueval_qa", tmp_path)
+    base = ["calibrate", str(run), "--budget", "0.6", "--signal", "p_mean", "--dry-run"]
+    assert main(base) == 0
+    recorded = capsys.readouterr().out
+    assert main([*base, "--prices", "gpt-4o-mini/gpt-4o"]) == 0
+    cheap = capsys.readouterr().out
+    assert "prices: gpt-4o-mini/gpt-4o (litellm cost map" in cheap and "prices:" not in recorded
+
+    def threshold(text: str) -> float:
+        line = next(x for x in text.splitlines() if x.startswith("thresholds:"))
+        return float(line.split()[2])
+
+    # a strong call costs ~17x a cheap one instead of ~3x: the same budget escalates more
+    assert threshold(cheap) > threshold(recorded)

@@ -192,6 +192,9 @@ SEMANTIC: dict[Leaf, list[tuple[list[str], str]]] = {
         (["{results}", "--budget", "0.5", "--signal", "vibes"], "vibes"),
         (["{results}", "--budget", "0.5", "--calibration-run", "{tmp}/missing"], "missing"),
         (["{results}", "--budget", "0.5", "--config", "{tmp}/no.yaml"], "no.yaml"),
+        (["{results}", "--budget", "0.5", "--prices", "vibes"], "unknown price table 'vibes'"),
+        (["{results}", "--budget", "0.5", "--prices", "{bad_yaml}"], "numeric input_cost_per_token"),
+        (["{results}", "--budget", "0.5", "--task", "rc", "--out", "{file}"], "not a cascade config"),
     ],
     ("envelope",): [
         (["{tmp}/missing"], "missing"),
@@ -200,6 +203,8 @@ SEMANTIC: dict[Leaf, list[tuple[list[str], str]]] = {
     ("rescore",): [
         (["{tmp}/missing"], "missing"),
         (["{tmp}"], "semcascade eval --out"),
+        (["{results}", "--add-signals", "vibes"], "unknown signal 'vibes'"),
+        (["{results}", "--add-signals", "nli"], "needs model calls"),
     ],
     ("train-router",): [
         (["{tmp}/missing"], "missing"),

@@ -196,8 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for t in tables[p]["tasks"]:
             if base.get(t["task"]) != t["chosen"]:
                 flips.append(f"{t['task']}: {base.get(t['task'])} at {prices[0]} -> {t['chosen']} at {p}")
+    custom = "" if args.prices == ",".join(PRICES) else f" --prices {args.prices}"
     rep = {
-        "command": "python benchmarks/task_frontiers.py" + ("" if args.prices == ",".join(PRICES) else f" --prices {args.prices}"),
+        "command": "python benchmarks/task_frontiers.py" + custom,
         "rule": Rule().describe(),
         "prices": prices,
         "tables": tables,

@@ -132,9 +132,7 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else math.nan
 
 
-def evaluate(
-    c: Candidate, runs: Sequence[TaskRun], split: Literal["calibration", "test"] = "test"
-) -> CandidateResult:
+def evaluate(c: Candidate, runs: Sequence[TaskRun], split: Literal["calibration", "test"] = "test") -> CandidateResult:
     """``c``'s figures on ``split`` of its run (tiers alone: of the first run)."""
     run = next((r for r in runs if r.label == c.run), None)
     if run is None:

@@ -25,7 +25,6 @@ local tiers do), taking the prompt as one call's prompt of the sampled call.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -217,8 +216,3 @@ def reprice_run(run: EvalRun, new: PriceTable, *, config: str | os.PathLike[str]
     report = dict(run.report)
     report["prices"] = {"name": new.name, "source": new.source, "ratio": new.ratio}
     return EvalRun(path=run.path, records=reprice_records(run.records, old, new), report=report)
-
-
-def price_table_json(table: PriceTable) -> str:
-    """The table as a JSON line (for reports)."""
-    return json.dumps({"name": table.name, "source": table.source, "tiers": [dataclasses.asdict(t) for t in table.tiers]})

@@ -141,7 +141,10 @@ def test_quality_target_absolute_and_relative(results: Path, capsys: pytest.Capt
         (["{results}", "--budget", "0.01"], "raise the budget to at least"),
         (["{results}", "--quality", "1.5"], "lower the quality target"),
         (["{results}", "--budget", "0.8", "--signal", "logprob"], "choose --signal from lexical, random"),
-        (["{results}", "--budget", "0.8", "--signal", "random"], "is a baseline, not a signal a cascade config can run"),
+        (
+            ["{results}", "--budget", "0.8", "--signal", "random"],
+            "is a baseline, not a signal a cascade config can run",
+        ),
         (["{results}", "--budget", "0.8", "--config", "{missing}"], "no such config file; pass the YAML the run"),
     ],
 )

@@ -86,7 +86,10 @@ def test_preset_changes_cost_ratios_not_quality() -> None:
 
     def ratio(r: object) -> float:
         recs = r.records  # type: ignore[attr-defined]
-        return summarize(tier_alone(recs, 0, mode="greedy"), 2).cost / summarize(tier_alone(recs, 1, mode="greedy"), 2).cost
+        return (
+            summarize(tier_alone(recs, 0, mode="greedy"), 2).cost
+            / summarize(tier_alone(recs, 1, mode="greedy"), 2).cost
+        )
 
     # the 0.5B at FLOP prices costs ~a third of the 1.5B; at gpt-4o-mini/gpt-4o prices ~6%
     assert 0.25 < ratio(run) < 0.4

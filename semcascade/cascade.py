@@ -44,6 +44,7 @@ from semcascade.scoring.signals import get_signal
 
 if TYPE_CHECKING:
     from semcascade.local.server import LocalServer
+    from semcascade.task_classifier import TaskClassifier
 
 __all__ = ["Cascade", "Messages", "PromptLike", "normalize_messages"]
 
@@ -199,6 +200,7 @@ class Cascade:
         self.endpoints = endpoints or Endpoints(self.config, local_server=local_server, local_api_base=local_api_base)
         self._owns_endpoints = endpoints is None
         self._task_cascades: dict[str, Cascade] = {}
+        self._classifier: TaskClassifier | None = None
         self._tasks_lock = threading.Lock()
         self._tiers: list[ResolvedTier] | None = None
         self._setup_lock = threading.Lock()
@@ -368,6 +370,21 @@ class Cascade:
             if est + t.max_tokens > window:
                 raise PromptTooLongError(t.name, est + t.max_tokens, window)
 
+    async def _auto_task(self, prompt: PromptLike) -> str | None:
+        """The task ``task='auto'`` runs: the config's classifier's label for the prompt's last user turn."""
+        if self.config.task_classifier is None:
+            raise ConfigError(
+                "task 'auto' needs a task classifier: set task_classifier (e.g. builtin:tasks-v1) in the config "
+                "or name the task (one of: " + ", ".join(self.config.task_names) + ")"
+            )
+        if self._classifier is None:
+            from semcascade.task_classifier import TaskClassifier
+
+            self._classifier = TaskClassifier.load(self.config.task_classifier)
+        question = question_of(normalize_messages(prompt))
+        (label,) = await asyncio.to_thread(self._classifier.classify, [question])
+        return label if label in self.config.tasks else None
+
     def for_task(self, name: str) -> Cascade:
         """The cascade of the config's task ``name`` (built once; it shares this cascade's provider,
         local server and run budget). An unknown name is a :class:`ConfigError` listing the tasks."""
@@ -402,13 +419,9 @@ class Cascade:
         ``default_task``) runs the cascade of one of the config's ``tasks``.
         """
         task = task if task is not None else self.config.default_task
+        if task == "auto":  # None when the classifier's label is none of the config's tasks: the base cascade
+            task = await self._auto_task(prompt)
         if task is not None:
-            if task == "auto":
-                raise ConfigError(
-                    "task 'auto' needs a task classifier; name the task (one of: "
-                    + ", ".join(self.config.task_names)
-                    + ")"
-                )
             result = await self.for_task(task).generate(prompt, deadline_s=deadline_s)
             return result.model_copy(update={"task": task})
         started = time.perf_counter()

@@ -284,6 +284,11 @@ class CascadeConfig(_Strict):
         "(a task with 'tiers' brings its own tiers); chosen per request with generate(..., task=NAME)",
     )
     default_task: str | None = Field(default=None, description="the task of a request that names none")
+    task_classifier: str | None = Field(
+        default=None,
+        description="task: auto picks the task from the prompt with this classifier (builtin:NAME or an "
+        "artifact path, see semcascade.task_classifier); None: task auto is refused",
+    )
 
     @model_validator(mode="after")
     def _unique_tier_names(self) -> CascadeConfig:
@@ -298,14 +303,15 @@ class CascadeConfig(_Strict):
         for name, overrides in self.tasks.items():
             if not name.strip() or name == "auto":
                 raise ValueError(f"task name {name!r} is reserved or empty; name tasks e.g. 'math', 'rc'")
-            for key in ("tasks", "default_task", "local_server"):
+            for key in ("tasks", "default_task", "task_classifier", "local_server"):
                 if key in overrides:
                     raise ValueError(f"tasks.{name}.{key}: set it at the top level (tasks share one {key})")
             try:
                 self.task_config(name)
             except ValidationError as exc:
                 raise ValueError(f"tasks.{name}: {_validation_message(exc)}") from None
-        if self.default_task is not None and self.default_task not in self.tasks:
+        auto = self.default_task == "auto" and self.task_classifier is not None
+        if self.default_task is not None and self.default_task not in self.tasks and not auto:
             raise ValueError(
                 f"default_task {self.default_task!r} is not one of the tasks: {', '.join(self.tasks) or '(none)'}"
             )

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from semcascade import Cascade, ConfigError, MockProvider, load_config
-from semcascade.messages import question_of, normalize_messages
+from semcascade.messages import normalize_messages, question_of
 from semcascade.providers import Completion, CompletionRequest
 from semcascade.task_classifier import TaskClassifier
-
 from tests.unit.test_tasks import CFG
 
 
@@ -136,5 +135,5 @@ async def test_auto_without_a_classifier_is_refused() -> None:
             await cascade.generate("hi", task="auto")
     with pytest.raises(ConfigError, match="default_task 'auto' is not one of the tasks"):
         load_config({**CFG, "default_task": "auto"})
-    with pytest.raises(ConfigError, match="tasks.qa.task_classifier: set it at the top level"):
+    with pytest.raises(ConfigError, match=r"tasks\.qa\.task_classifier: set it at the top level"):
         load_config({**CFG, "tasks": {"qa": {"task_classifier": "builtin:tasks-v1"}}})

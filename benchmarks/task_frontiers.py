@@ -37,8 +37,12 @@ from _report import write_report
 from semcascade.calibration.run import split_records
 from semcascade.calibration.tasks import Candidate, CandidateResult, Rule, TaskRun, choose_task_cascade, evaluate
 from semcascade.errors import CalibrationError
-from semcascade.evaluation.prices import PriceTable, load_price_table, reprice_run, run_prices
+from semcascade.evaluation.datasets import load_dataset
+from semcascade.evaluation.prices import PriceTable, load_price_table, reprice_records, reprice_run, run_prices
+from semcascade.evaluation.prompts import build_messages
 from semcascade.evaluation.records import EvalRun, load_run
+from semcascade.evaluation.replay import ExampleRecord, Outcome, cascade_outcomes, tier_alone
+from semcascade.messages import question_of
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "eval" / "results"
@@ -50,48 +54,74 @@ GLOBAL = ("confidence", (0.5,))
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A run of a task: one folder holding both splits, or a calibration folder and a test folder."""
+    """A run of a task: folders holding both splits, or calibration folders and test folders (pooled)."""
 
     label: str
-    test: str
-    calibration: str | None = None
+    test: tuple[str, ...]
+    calibration: tuple[str, ...] = ()
     #: made with configs/local.yaml: today's global config can be replayed on it
     shipped: bool = False
 
 
-#: task -> its runs (the first run's tiers alone are the baselines; its report names the quality metric)
-TASKS: dict[str, tuple[RunSpec, ...]] = {
-    "rc (HaluEval)": (RunSpec("local.yaml", "halueval_qa", "halueval_qa-calibration", shipped=True),),
-    "qa (NQ-open)": (RunSpec("local.yaml", "nq", shipped=True), RunSpec("agreement-k5", "nq-agreement")),
-    "qa (TriviaQA)": (RunSpec("local.yaml", "trivia", shipped=True), RunSpec("agreement-k5", "trivia-agreement")),
-    "summarization (CNN/DM)": (RunSpec("local.yaml", "cnn_dailymail", shipped=True),),
-    "translation (manga ja-en)": (RunSpec("local.yaml", "translation", "translation-calibration", shipped=True),),
-    "math (GSM-symbolic)": (
-        RunSpec("greedy P(T)", "math-greedy-test", "math-greedy-calibration", shipped=True),
-        RunSpec("k=5 vote", "math-test", "math-calibration"),
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task of the embedded default: its config task name and its runs (the first run's tiers alone
+    are the baselines; its report names the quality metric)."""
+
+    task: str
+    runs: tuple[RunSpec, ...]
+
+
+TASKS: dict[str, TaskSpec] = {
+    "rc (HaluEval)": TaskSpec(
+        "rc", (RunSpec("local.yaml", ("halueval_qa",), ("halueval_qa-calibration",), shipped=True),)
+    ),
+    "qa (NQ-open + TriviaQA)": TaskSpec(
+        "qa",
+        (
+            RunSpec("local.yaml", ("nq", "trivia"), shipped=True),
+            RunSpec("agreement-k5", ("nq-agreement", "trivia-agreement")),
+        ),
+    ),
+    "summarization (CNN/DM)": TaskSpec("summarization", (RunSpec("local.yaml", ("cnn_dailymail",), shipped=True),)),
+    "translation (manga ja-en)": TaskSpec(
+        "translation", (RunSpec("local.yaml", ("translation",), ("translation-calibration",), shipped=True),)
+    ),
+    "math (GSM-symbolic)": TaskSpec(
+        "math",
+        (
+            RunSpec("greedy P(T)", ("math-greedy-test",), ("math-greedy-calibration",), shipped=True),
+            RunSpec("k=5 vote", ("math-test",), ("math-calibration",)),
+        ),
     ),
 }
 
 
-def _load(spec: RunSpec, prices: str) -> tuple[EvalRun, EvalRun | None]:
-    def priced(name: str) -> EvalRun:
-        run = load_run(RESULTS / name)
-        if prices == "recorded":
-            return run
-        return reprice_run(run, load_price_table(prices, run.n_tiers), config=None)
-
-    return priced(spec.test), priced(spec.calibration) if spec.calibration else None
+def _priced(name: str, prices: str) -> EvalRun:
+    run = load_run(RESULTS / name)
+    if prices == "recorded":
+        return run
+    return reprice_run(run, load_price_table(prices, run.n_tiers), config=None)
 
 
 def _task_run(spec: RunSpec, prices: str) -> tuple[TaskRun, str]:
-    test, cal = _load(spec, prices)
-    if cal is not None:
-        held = {r.id for r in cal.records}
-        return TaskRun(spec.label, cal.records, [r for r in test.records if r.id not in held]), (
-            f"{spec.calibration} / {spec.test}"
-        )
-    c, t, how = split_records(test)
-    return TaskRun(spec.label, c, t), f"{spec.test} ({how})"
+    cal: list[ExampleRecord] = []
+    test: list[ExampleRecord] = []
+    hows = []
+    for i, name in enumerate(spec.test):
+        run = _priced(name, prices)
+        if spec.calibration:
+            c = _priced(spec.calibration[i], prices).records
+            held = {r.id for r in c}
+            cal += c
+            test += [r for r in run.records if r.id not in held]
+            hows.append(f"{spec.calibration[i]} / {name}")
+        else:
+            c, t, how = split_records(run)
+            cal += c
+            test += t
+            hows.append(f"{name} ({how})")
+    return TaskRun(spec.label, cal, test), "; ".join(hows)
 
 
 def _row(r: CandidateResult) -> dict[str, Any]:
@@ -100,9 +130,10 @@ def _row(r: CandidateResult) -> dict[str, Any]:
     return d
 
 
-def _task(name: str, specs: Sequence[RunSpec], prices: str) -> dict[str, Any]:
+def _task(name: str, spec: TaskSpec, prices: str) -> dict[str, Any]:
+    specs = spec.runs
     loaded = [_task_run(s, prices) for s in specs]
-    metric = str(load_run(RESULTS / specs[0].test).report.get("quality_metric", "quality"))
+    metric = str(load_run(RESULTS / specs[0].test[0]).report.get("quality_metric", "quality"))
     runs = [r for r, _ in loaded]
     choice = choose_task_cascade(runs)
     shipped = next((s for s in specs if s.shipped), None)
@@ -115,6 +146,7 @@ def _task(name: str, specs: Sequence[RunSpec], prices: str) -> dict[str, Any]:
             print(f"{name}: global config not replayable ({exc})", file=sys.stderr)
     return {
         "task": name,
+        "config_task": spec.task,
         "metric": metric,
         "prices": prices,
         "splits": [how for _, how in loaded],
@@ -125,9 +157,97 @@ def _task(name: str, specs: Sequence[RunSpec], prices: str) -> dict[str, Any]:
     }
 
 
-def _available(specs: Sequence[RunSpec]) -> bool:
-    names = [n for s in specs for n in (s.test, s.calibration) if n]
+def _available(spec: TaskSpec) -> bool:
+    names = [n for s in spec.runs for n in (*s.test, *s.calibration)]
     return all((RESULTS / n / "examples.jsonl").is_file() for n in names)
+
+
+def _apply(c: dict[str, Any], rec: ExampleRecord) -> Outcome:
+    """A task's chosen candidate (as recorded in the report) applied to one example's records.
+
+    A cascade whose signal this example's run did not record escalates (as a tier without a score does)."""
+    k = len(rec.tiers)
+    if c["kind"] == "cheap":
+        return tier_alone([rec], 0, mode="greedy")[0]
+    if c["kind"] == "strong":
+        return tier_alone([rec], k - 1, mode="greedy")[0]
+    sig = c["signal"] if rec.tiers[0].scores.get(c["signal"]) is not None else "__unscored__"
+    th = list(c["thresholds"]) if sig != "__unscored__" else [1.0]
+    return cascade_outcomes([rec], sig, th)[0]
+
+
+def _prompts(records: Sequence[tuple[str, ExampleRecord]]) -> dict[str, str]:
+    """Example id -> the last user turn its task's template renders (what a user of the task sends)."""
+    by_dataset: dict[str, set[str]] = {}
+    for dataset, rec in records:
+        by_dataset.setdefault(dataset, set()).add(rec.id)
+    out = {}
+    for dataset, ids in by_dataset.items():
+        for ex in load_dataset(dataset):
+            if str(ex.id) in ids:
+                out[str(ex.id)] = question_of(build_messages(ex))
+    return out
+
+
+def mixed_stream(tables: dict[str, Any], classifier: str) -> dict[str, Any]:
+    """Every task's test examples as one stream: each task's chosen cascade under oracle task labels and
+    under ``task: auto`` labels, today's global config and the strong tier alone, per price table."""
+    from semcascade.task_classifier import TaskClassifier
+
+    first = next(iter(tables.values()))["tasks"]
+    stream: list[tuple[str, str, str, ExampleRecord]] = []  # (config task, dataset, run label, record)
+    for t in first:
+        spec = next(s for s in TASKS.values() if s.task == t["config_task"])
+        chosen_run = t["test"]["chosen"]["candidate"]["run"]
+        run_spec = next(r for r in spec.runs if r.label == chosen_run)
+        for name in run_spec.test:
+            run = load_run(RESULTS / name)
+            held = set()
+            if run_spec.calibration:
+                held = {r.id for r in load_run(RESULTS / run_spec.calibration[run_spec.test.index(name)]).records}
+                test = [r for r in run.records if r.id not in held]
+            else:
+                test = split_records(run)[1]
+            stream += [(t["config_task"], str(run.report["dataset"]), run_spec.label, r) for r in test]
+    texts = _prompts([(d, r) for _, d, _, r in stream])
+    clf = TaskClassifier.load(classifier)
+    labels = clf.classify([texts[r.id] for *_, r in stream])
+    out: dict[str, Any] = {"classifier": classifier, "n": len(stream)}
+    out["classifier_accuracy"] = sum(a == b for (a, *_), b in zip(stream, labels, strict=True)) / len(stream)
+    per_price = {}
+    for prices, table in tables.items():
+        chosen = {t["config_task"]: t["test"]["chosen"]["candidate"] for t in table["tasks"]}
+        repriced = {rec.id: rec for *_, rec in stream}
+        if prices != "recorded":
+            pt = load_price_table(prices, 2)
+            for task, _, label, rec in stream:
+                name = next(n for s in TASKS.values() if s.task == task for r in s.runs if r.label == label
+                            for n in r.test)  # fmt: skip
+                old = run_prices(load_run(RESULTS / name))
+                repriced[rec.id] = reprice_records([rec], old, pt)[0]
+        rows: dict[str, dict[str, float]] = {}
+        strong_cost = sum(tier_alone([repriced[r.id]], 1, mode="greedy")[0].cost for *_, r in stream)
+        systems = {
+            "oracle labels": [_apply(chosen[t], repriced[r.id]) for t, _, _, r in stream],
+            "task: auto": [
+                _apply(chosen.get(lab, {"kind": "strong"}), repriced[r.id])
+                for (*_, r), lab in zip(stream, labels, strict=True)
+            ],
+            "global config": [_apply(GLOBAL_CANDIDATE, repriced[r.id]) for *_, r in stream],
+            "strong tier alone": [tier_alone([repriced[r.id]], 1, mode="greedy")[0] for *_, r in stream],
+        }
+        for sysname, outs in systems.items():
+            row = {"cost_ratio": sum(o.cost for o in outs) / strong_cost}
+            for task in chosen:
+                qs = [o.quality for o, (t, *_) in zip(outs, stream, strict=True) if t == task and not o.failed]
+                row[task] = sum(qs) / len(qs) if qs else float("nan")
+            rows[sysname] = row
+        per_price[prices] = rows
+    out["systems"] = per_price
+    return out
+
+
+GLOBAL_CANDIDATE = {"kind": "cascade", "signal": GLOBAL[0], "thresholds": list(GLOBAL[1])}
 
 
 def markdown(rep: dict[str, Any]) -> str:
@@ -164,6 +284,29 @@ def markdown(rep: dict[str, Any]) -> str:
                 f"{f(te['chosen']['auroc'])} | {te['chosen']['n']} |"
             )
         lines.append("")
+    mixed = rep.get("mixed")
+    if mixed:
+        tasks = [t for t in next(iter(mixed["systems"].values()))["oracle labels"] if t != "cost_ratio"]
+        lines += [
+            f"## Mixed stream: every task's test examples ({mixed['n']}), per-task labels vs `task: auto`",
+            "",
+            f"`task: auto` labels by `{mixed['classifier']}` (accuracy {mixed['classifier_accuracy']:.3f} on this "
+            "stream). A misrouted example gets the predicted task's decision rule applied to its own recorded "
+            "outputs (its prompt is not re-run); a rule whose signal it did not record escalates.",
+            "",
+        ]
+        for prices, rows in mixed["systems"].items():
+            lines += [
+                f"Prices {prices}:",
+                "",
+                "| system | cost / strong | " + " | ".join(tasks) + " |",
+                "|---" * (len(tasks) + 2) + "|",
+            ]
+            for name, row in rows.items():
+                lines.append(
+                    f"| {name} | {row['cost_ratio']:.2f} | " + " | ".join(f"{row[t]:.3f}" for t in tasks) + " |"
+                )
+            lines.append("")
     flips = rep.get("flips") or []
     lines += ["## What changes with the price table", ""]
     lines += [f"- {x}" for x in flips] or ["- the same cascade is chosen for every task at every price table"]
@@ -174,19 +317,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prices", default=",".join(PRICES), help="comma-separated price tables (presets or files)")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--classifier", default="builtin:tasks-v1", help="the task: auto classifier of the mixed stream")
+    ap.add_argument("--no-mixed", action="store_true", help="skip the mixed stream (needs the embedder)")
     args = ap.parse_args(argv)
     prices = [p.strip() for p in args.prices.split(",") if p.strip()]
     tables: dict[str, Any] = {}
     for p in prices:
         tasks = []
         source, ratio = "", float("nan")
-        for name, specs in TASKS.items():
-            if not _available(specs):
+        for name, spec in TASKS.items():
+            if not _available(spec):
                 print(f"skipping {name}: its runs are not all recorded", file=sys.stderr)
                 continue
-            tasks.append(_task(name, specs, p))
+            tasks.append(_task(name, spec, p))
             if not source:
-                first = load_run(RESULTS / specs[0].test)
+                first = load_run(RESULTS / spec.runs[0].test[0])
                 table: PriceTable = run_prices(first) if p == "recorded" else load_price_table(p, first.n_tiers)
                 source, ratio = table.source, table.ratio
         tables[p] = {"source": source, "ratio": ratio, "tasks": tasks}
@@ -204,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tables": tables,
         "flips": flips,
     }
+    if not args.no_mixed:
+        rep["mixed"] = mixed_stream(tables, args.classifier)
     write_report(Path(args.out), rep, markdown)
     return 0
 

@@ -31,6 +31,11 @@ DEMO_QUESTIONS = [
     "above sea level.\nQuestion: How high is Mount Kilimanjaro?",
     "Who wrote the novel One Hundred Years of Solitude?",
     "In which year did the Berlin Wall fall?",
+    # with a task classifier (the embedded default's task: auto) these go to their own tasks' cascades
+    "The city council voted on Tuesday to turn the old railway depot into a public library. The building, "
+    "empty since 2009, will be restored with a grant from the regional government. Work starts in spring "
+    "and the library is expected to open in two years. Residents had campaigned for the plan for a decade.",
+    "今日はとても暑いですね。",
 ]
 
 
@@ -61,13 +66,27 @@ def run_demo(config: str | os.PathLike[str] | None = None, questions: Sequence[s
     print(
         "Setting up (first run builds llama-server and assembles the models; later runs reuse them)...", file=sys.stderr
     )
+    # with a task classifier every question runs its predicted task's cascade (task: auto)
+    task = "auto" if cfg.task_classifier is not None and cfg.tasks else None
     with Cascade(cfg) as cascade:
         cascade.prepare()
-        strong = Cascade(strong_only_config(cfg, fresh_prompt_cache=True), local_server=cascade.local_server)
+        strong: dict[str | None, Cascade] = {}
+
+        def baseline(name: str | None) -> Cascade:
+            """The strong tier alone, with the task's own prompt settings."""
+            if name not in strong:
+                own = cfg.task_config(name) if name is not None else cfg
+                only = strong_only_config(own, fresh_prompt_cache=True)
+                strong[name] = Cascade(only, local_server=cascade.local_server)
+            return strong[name]
+
         rows: list[tuple[str, CascadeResult, CascadeResult]] = []
         for q in questions:
-            rows.append((q, cascade.generate_sync(q), strong.generate_sync(q)))
+            r = cascade.generate_sync(q, task=task)
+            rows.append((q, r, baseline(r.task).generate_sync(q)))
         _print_table(rows, cfg)
+        for c in strong.values():
+            c.close()
     return 0
 
 
@@ -78,9 +97,14 @@ def _asked(prompt: str) -> str:
 
 def _print_table(rows: list[tuple[str, CascadeResult, CascadeResult]], cfg: CascadeConfig) -> None:
     tiers = " -> ".join(f"{t.name} (k={t.k})" for t in cfg.tiers)
-    print(f"\nCascade: {tiers}; baseline: {cfg.tiers[-1].name} alone (k=1)\n")
+    print(f"\nCascade: {tiers}; baseline: {cfg.tiers[-1].name} alone (k=1)")
+    for name in cfg.tasks:
+        own = cfg.task_config(name)
+        print(f"  task {name}: " + " -> ".join(f"{t.name} (k={t.k})" for t in own.tiers))
+    print()
     header = (
-        f"{'question':<44} {'answer':<34} {'tier':<14} {'score':>5} {'cost':>7} {'strong':>7} {'time':>6} {'strong':>6}"
+        f"{'question':<40} {'task':<13} {'answer':<30} {'tier':<10} {'score':>5} {'cost':>7} {'strong':>7} "
+        f"{'time':>6} {'strong':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -89,7 +113,7 @@ def _print_table(rows: list[tuple[str, CascadeResult, CascadeResult]], cfg: Casc
         score = first.confidence if first.confidence is not None else first.agreement
         agr = "-" if score is None else f"{score:.2f}"
         print(
-            f"{_short(_asked(q), 44):<44} {_short(r.text, 34):<34} {r.tier:<14} {agr:>5} "
+            f"{_short(_asked(q), 40):<40} {r.task or '-':<13} {_short(r.text, 30):<30} {r.tier:<10} {agr:>5} "
             f"{_cost(r.cost):>7} {_cost(s.cost):>7} {r.latency_s:>5.2f}s {s.latency_s:>5.2f}s"
         )
     n = len(rows)
@@ -98,7 +122,7 @@ def _print_table(rows: list[tuple[str, CascadeResult, CascadeResult]], cfg: Casc
     lat, base_lat = sum(r.latency_s for _, r, _ in rows), sum(s.latency_s for _, _, s in rows)
     print("-" * len(header))
     print(
-        f"answered by the cheap tier: {cheap}/{n}; escalated: {n - cheap}/{n}\n"
+        f"answered by the first tier of their cascade: {cheap}/{n}; escalated: {n - cheap}/{n}\n"
         f"total cost {_cost(cost)} vs strong alone {_cost(base_cost)} (ratio {cost / base_cost:.2f}); "
         f"total time {lat:.1f}s vs {base_lat:.1f}s (ratio {lat / base_lat:.2f})"
     )

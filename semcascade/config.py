@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from semcascade._named import JsonObject, NamedOptions, json_data
 from semcascade.answers import AnswerFormat
+from semcascade.certificate import RiskCertificate
 from semcascade.costs import unpriced_models
 from semcascade.drift import DriftConfig
 from semcascade.errors import ConfigError, MissingAPIKeyError
@@ -45,6 +46,7 @@ __all__ = [
     "LocalServerConfig",
     "PolicyConfig",
     "ProviderConfig",
+    "RiskCertificate",
     "ScorerConfig",
     "TierConfig",
     "load_config",
@@ -277,6 +279,11 @@ class CascadeConfig(_Strict):
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     drift: DriftConfig = Field(
         default_factory=DriftConfig, description="escalation-drift monitoring against the calibration baseline"
+    )
+    certificate: RiskCertificate | None = Field(
+        default=None,
+        description="the risk certificate of this cascade's thresholds, written by `semcascade calibrate --risk` "
+        "(a task may carry its own); the drift monitor alarms when labelled traffic breaches it",
     )
     tasks: dict[str, JsonObject] = Field(
         default_factory=dict,

@@ -238,8 +238,10 @@ def write_calibrated_config(
     *,
     config: str | os.PathLike[str] | None = None,
     command: str | None = None,
+    certificate: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the run's config with the calibrated thresholds (and a header saying where they came from)."""
+    """Write the run's config with the calibrated thresholds (and a header saying where they came from);
+    ``certificate``: the risk certificate of the thresholds (``semcascade calibrate --risk``)."""
     src = run_config_path(report.run, config)
     raw = yaml.safe_load(src.read_text(encoding="utf-8"))
     if not isinstance(raw, dict) or not isinstance(raw.get("tiers"), list):
@@ -260,11 +262,24 @@ def write_calibrated_config(
     for i, t in enumerate(c.thresholds):
         if i not in c.unscored:
             raw["tiers"][i]["threshold"] = t
+    raw.pop("certificate", None)  # a certificate belongs to the thresholds it was computed for
+    if certificate is not None:
+        raw["certificate"] = certificate
     try:
         load_config(raw)
     except ConfigError as exc:
         raise CalibrationError(f"the calibrated config does not validate ({exc}); fix {src} and re-run") from None
     h = report.held_out
+    expected = (
+        f"Expected: quality {c.quality:.4f}, cost {c.cost_ratio:.3f} x final tier alone on calibration (n={c.n}); "
+        f"held-out test (n={h.n}): quality {h.quality:.4f}, cost {h.cost_ratio:.3f} x."
+    )
+    if certificate is not None:
+        expected = (
+            f"Certified: {certificate['loss']} <= {certificate['eps']:g} with probability >= "
+            f"{1 - certificate['delta']:g} (see certificate:); cost {c.cost_ratio:.3f} x final tier alone on "
+            f"calibration (n={c.n}), {h.cost_ratio:.3f} x on the held-out test (n={h.n})."
+        )
     header = [
         f"Thresholds calibrated by semcascade from {report.run.path / 'examples.jsonl'}",
         f"(dataset {report.run.report.get('dataset', '?')}, n={c.n + h.n}; config {src}).",
@@ -273,8 +288,7 @@ def write_calibrated_config(
         + (f" (shadow price {c.shadow_price:.4g})" if c.shadow_price is not None else "")
         + ".",
         f"Splits: {report.split_note}.",
-        f"Expected: quality {c.quality:.4f}, cost {c.cost_ratio:.3f} x final tier alone on calibration (n={c.n}); "
-        f"held-out test (n={h.n}): quality {h.quality:.4f}, cost {h.cost_ratio:.3f} x.",
+        expected,
         *([scorer_note + "."] if scorer_note else []),
     ]
     text = "".join(f"# {line}\n" for line in header) + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)

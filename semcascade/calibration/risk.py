@@ -371,8 +371,8 @@ class RiskReport:
             return "-" if x is None else f"{x:.4f}"
 
         rows = [
-            (f"certified {c.loss}", f(c.calibration_loss), f(self.test_loss)),
-            (f"certified cost / {final} alone", f"{c.cost_ratio:.3f}", f"{self.test_cost_ratio:.3f}"),
+            (f"chosen {c.loss}", f(c.calibration_loss), f(self.test_loss)),
+            (f"chosen cost / {final} alone", f"{c.cost_ratio:.3f}", f"{self.test_cost_ratio:.3f}"),
             (f"plain {c.loss}", f(c.plain_loss), f(self.test_plain_loss)),
             (f"plain cost / {final} alone", f(c.plain_cost_ratio), f(self.test_plain_cost_ratio)),
             (f"{final} alone {c.loss}", f(c.strong_loss), f(self.test_strong_loss)),

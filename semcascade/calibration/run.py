@@ -212,10 +212,24 @@ def run_config_path(run: EvalRun, override: str | os.PathLike[str] | None = None
     )
 
 
+def _tiers_decide_on(raw: dict[str, Any], signal: str) -> bool:
+    """Whether every non-final tier of ``raw`` decides on ``signal`` itself (its ``signal:``, or
+    ``confidence`` through its ``confidence_model``), so the calibrated thresholds apply live as replayed."""
+    tiers = [t for t in raw.get("tiers") or [] if isinstance(t, dict)][:-1]
+
+    def own(t: dict[str, Any]) -> str | None:
+        sig = t.get("signal")
+        return str(sig) if sig else ("confidence" if t.get("confidence_model") else None)
+
+    return bool(tiers) and all(own(t) == signal for t in tiers)
+
+
 def _signal_scorer(raw: dict[str, Any], signal: str, src: Path) -> tuple[dict[str, Any], str | None]:
     """The config's scorer section for ``signal`` and a note when it had to change."""
     scorer = dict(raw.get("scorer") or {"name": "embedding"})
     name = str(scorer.get("name", "embedding"))
+    if _tiers_decide_on(raw, signal):  # e.g. a confidence model: the tiers' own signal, whatever the scorer
+        return scorer, None
     allowed = SIGNAL_SCORERS.get(signal)
     if allowed is None:
         raise CalibrationError(

@@ -22,7 +22,10 @@ to raise an alarm when labelled traffic breaches a certificate.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Literal
+
+import numpy as np
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,21 +67,27 @@ class RiskCertificate(BaseModel):
     source: str = Field(default="", description="the eval results the certificate was computed from")
 
 
-def _log_binom_pmf(i: int, n: int, p: float) -> float:
-    return math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
+@lru_cache(maxsize=256)
+def _cdf_table(n: int, p: float) -> tuple[float, ...]:
+    """``P(Binom(n, p) <= k)`` for k = 0..n, from the log pmf (stable for n in the tens of thousands)."""
+    i = np.arange(n + 1)
+    logc = np.array([math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) for k in range(n + 1)])
+    logpmf = logc + i * math.log(p) + (n - i) * math.log1p(-p)
+    top = float(logpmf.max())
+    pmf = np.exp(logpmf - top)
+    cdf = np.cumsum(pmf) / pmf.sum()
+    return tuple(float(min(1.0, x)) for x in cdf)
 
 
 def binomial_cdf(k: int, n: int, p: float) -> float:
-    """``P(Binom(n, p) <= k)``, summed in log space (exact enough for n in the tens of thousands)."""
+    """``P(Binom(n, p) <= k)``."""
     if k < 0:
         return 0.0
     if k >= n or p <= 0.0:
         return 1.0
     if p >= 1.0:
         return 0.0
-    logs = [_log_binom_pmf(i, n, p) for i in range(k + 1)]
-    top = max(logs)
-    return float(min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs)))
+    return _cdf_table(n, float(p))[k]
 
 
 def binomial_pvalue(losses_sum: float, n: int, eps: float) -> float:

@@ -207,7 +207,9 @@ class Cascade:
         self._signals: dict[str, str] = {}
         self._extra_hooks = list(hooks)
         #: escalation-drift monitoring (``drift:`` in the config), attached as a hook
-        self.drift: DriftMonitor | None = DriftMonitor.from_config(self.config.drift, task=task)
+        self.drift: DriftMonitor | None = DriftMonitor.from_config(
+            self.config.drift, task=task, certificate=self.config.certificate
+        )
         if self.drift is not None:
             self._extra_hooks.append(self.drift)
         self._memory_hook: MemoryHook | None = None

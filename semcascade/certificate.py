@@ -26,7 +26,6 @@ from functools import lru_cache
 from typing import Literal
 
 import numpy as np
-
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [

@@ -310,7 +310,7 @@ def _calibrate_risk(args: argparse.Namespace) -> int:
     rep = calibrate_risk_run(
         args.results, eps=args.risk, delta=0.1 if args.delta is None else args.delta,
         loss=args.loss or "quality_drop", signal=args.signal,
-        correction=(args.fwer or "fixed-sequence").replace("-", "_"), seed=args.seed,
+        correction="bonferroni" if args.fwer == "bonferroni" else "fixed_sequence", seed=args.seed,
         calibration_run=args.calibration_run,
     )  # fmt: skip
     print(rep.text())

@@ -58,8 +58,11 @@ __all__ = [
     "LossTable",
     "RiskChoice",
     "RiskReport",
+    "bonferroni",
     "calibrate_risk",
     "calibrate_risk_run",
+    "cheapest",
+    "fixed_sequence",
     "loss_table",
     "ltt_reject",
     "plain_choice",
@@ -103,9 +106,9 @@ def _per_example_loss(loss: LossName, q: np.ndarray, failed: np.ndarray, strong_
     """
     qq = np.where(failed, 0.0, q)
     if loss == "quality_drop":
-        return np.clip(strong_q - qq, 0.0, 1.0)
+        return np.asarray(np.clip(strong_q - qq, 0.0, 1.0), dtype=float)
     if loss == "error":
-        return np.clip(1.0 - qq, 0.0, 1.0)
+        return np.asarray(np.clip(1.0 - qq, 0.0, 1.0), dtype=float)
     return ((~failed) & (qq < 0.5)).astype(float)
 
 
@@ -158,21 +161,31 @@ def ltt_reject(
     ``bonferroni`` rejects every row with p <= ``delta / rows``. Either way the chance that any
     rejected row has risk above ``eps`` is at most ``delta``.
     """
-    m, n = loss.shape
+    _m, n = loss.shape
     if n == 0:
         raise CalibrationError("no calibration examples to test on; pass a run with more examples")
     if method == "auto":
         method = "binomial" if np.isin(loss, (0.0, 1.0)).all() else "hoeffding_bentkus"
     means = loss.mean(axis=1)
     pvals = [risk_pvalue(float(r), n, eps, method) for r in means]
-    if correction == "bonferroni":
-        return [j for j in range(m) if pvals[j] <= delta / m], pvals, method
-    rejected: list[int] = []
-    for j in range(m):
-        if pvals[j] > delta:
+    test = bonferroni if correction == "bonferroni" else fixed_sequence
+    return test(pvals, delta), pvals, method
+
+
+def fixed_sequence(pvalues: Sequence[float], delta: float) -> list[int]:
+    """Fixed-sequence testing: reject in order at level ``delta`` until the first p-value above it
+    (family-wise error <= ``delta`` when the order is fixed before the data are seen)."""
+    out: list[int] = []
+    for j, p in enumerate(pvalues):
+        if p > delta:
             break
-        rejected.append(j)
-    return rejected, pvals, method
+        out.append(j)
+    return out
+
+
+def bonferroni(pvalues: Sequence[float], delta: float) -> list[int]:
+    """Bonferroni: reject every hypothesis with p <= ``delta / m``."""
+    return [j for j, p in enumerate(pvalues) if p <= delta / max(1, len(pvalues))]
 
 
 def plain_choice(table: LossTable, eps: float) -> int | None:
@@ -228,7 +241,7 @@ class RiskChoice:
             raise CalibrationError("no operating point qualified: there is no certificate to write")
         return RiskCertificate(
             loss=self.loss, eps=self.eps, delta=self.delta, n=self.n,
-            date=date or _dt.datetime.now(_dt.timezone.utc).date().isoformat(),
+            date=date or _dt.datetime.now(_dt.UTC).date().isoformat(),
             calibration_loss=round(self.calibration_loss, 6), p_value=float(f"{self.p_value:.6g}"),
             p_value_method=self.p_value_method, correction=self.correction, candidates=self.candidates,
             signal=self.signal, source=source,
@@ -279,7 +292,7 @@ def calibrate_risk(
         path: list[tuple[float, ...]] = [(t,) for t in GRID]
     else:
         perm = np.random.default_rng(seed).permutation(len(records))
-        n_path = max(1, int(round(path_share * len(records))))
+        n_path = max(1, round(path_share * len(records)))
         if n_path >= len(records):
             raise CalibrationError("too few calibration examples to split into a path part and a test part")
         path = _solver_path([records[i] for i in perm[:n_path]], signal)
@@ -467,7 +480,9 @@ def write_certified_config(
     source = str(rep.run.path / "examples.jsonl")
     if c.certified:
         cert = c.certificate(source=source, date=date).model_dump(mode="json")
-        return write_calibrated_config(_as_calibration_report(rep), out, config=config, command=command, certificate=cert)
+        return write_calibrated_config(
+            _as_calibration_report(rep), out, config=config, command=command, certificate=cert
+        )
     src = run_config_path(rep.run, config)
     raw: Any = yaml.safe_load(src.read_text(encoding="utf-8"))
     if not isinstance(raw, dict) or not isinstance(raw.get("tiers"), list) or not raw["tiers"]:

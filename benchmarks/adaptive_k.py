@@ -129,7 +129,8 @@ def markdown(rep: dict[str, Any]) -> str:
         for s in r["systems"]:
             m = s["matched"]
             mm = (
-                f"{m['threshold']:.2f} | {m['quality']:.3f} | {m['cost_vs_strong']:.3f} | {s['matched_cost_vs_fixed5']:.2f}"
+                f"{m['threshold']:.2f} | {m['quality']:.3f} | {m['cost_vs_strong']:.3f} | "
+                f"{s['matched_cost_vs_fixed5']:.2f}"
                 if m
                 else f"- | never (best {s['best_quality']:.3f}) | - | -"
             )

@@ -137,6 +137,7 @@ async def test_replay_takes_recorded_samples_in_order_and_decides_through_the_st
     rule = create_stopping_rule("agree_early", accept_at=0.9, escalate_below=0.3)
     assert rule_draws(rule, 5, pre[0].scores) == (2, 1) and rule_draws(rule, 5, pre[1].scores) == (2, 1)
     cut, drawn, rounds = simulate(recs, "embedding", pre, rule=rule)
+    assert rounds == [1, 1]
     assert drawn == [2, 2] and [len(r.tiers[0].samples) for r in cut] == [2, 2]
     outs = cascade_outcomes(cut, "embedding", [0.8])
     assert [o.tier for o in outs] == [0, 1]  # the first accepts on 2 agreeing samples, the second escalates

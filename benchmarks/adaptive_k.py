@@ -24,7 +24,8 @@ import numpy as np
 from _report import write_report
 
 from semcascade.config import EquivalenceConfig
-from semcascade.evaluation.adaptive import Prefixes, prefix_scores, simulate
+from semcascade.aggregation import pair_indices
+from semcascade.evaluation.adaptive import Prefixes, prefixes_from, simulate
 from semcascade.evaluation.records import load_run
 from semcascade.evaluation.replay import ExampleRecord, cascade_outcomes, summarize, tier_alone
 from semcascade.scoring._registry import create_scorer
@@ -40,10 +41,15 @@ GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
 async def _prefixes(records: list[ExampleRecord]) -> list[Prefixes]:
     scorer = create_scorer("embedding", backend="onnx")
     eq = EquivalenceConfig(rule="bidirectional", threshold=0.8)  # the runs' configs
-    return [
-        await prefix_scores(scorer, "", r.tiers[0].samples, eq, "mean_pairwise", greedy_index=r.tiers[0].greedy_index)
-        for r in records
-    ]
+    pairs = [pair_indices(len(r.tiers[0].samples)) for r in records]
+    flat = [(r.tiers[0].samples[a], r.tiers[0].samples[b]) for r, ps in zip(records, pairs, strict=True) for a, b in ps]
+    js = await scorer.judge("", flat)  # one batch: every text embedded once
+    out, at = [], 0
+    for r, ps in zip(records, pairs, strict=True):
+        t = r.tiers[0]
+        out.append(prefixes_from(len(t.samples), js[at : at + len(ps)], eq, "mean_pairwise", greedy_index=t.greedy_index))
+        at += len(ps)
+    return out
 
 
 def _curve(records: list[ExampleRecord], strong_cost: float) -> list[tuple[float, float, float]]:

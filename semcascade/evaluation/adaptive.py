@@ -24,10 +24,10 @@ from semcascade import step
 from semcascade.aggregation import Aggregation, pair_indices
 from semcascade.config import EquivalenceConfig
 from semcascade.evaluation.replay import ExampleRecord, TierRecord
-from semcascade.scoring.base import AgreementScorer
+from semcascade.scoring.base import AgreementScorer, PairJudgement
 from semcascade.stopping import StoppingRule
 
-__all__ = ["Prefixes", "cut_tier", "prefix_scores", "rule_draws", "simulate"]
+__all__ = ["Prefixes", "cut_tier", "prefix_scores", "prefixes_from", "rule_draws", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,19 @@ async def prefix_scores(
     greedy_index: int | None = None,
 ) -> Prefixes:
     """The tier step's consensus of every prefix of ``samples`` (one judgement of all pairs)."""
-    k = len(samples)
     js = await step.judge_samples(scorer, question, samples)
+    return prefixes_from(len(samples), js, equivalence, aggregation, greedy_index=greedy_index)
+
+
+def prefixes_from(
+    k: int,
+    js: Sequence[PairJudgement],
+    equivalence: EquivalenceConfig,
+    aggregation: Aggregation,
+    *,
+    greedy_index: int | None = None,
+) -> Prefixes:
+    """:func:`prefix_scores` from the judgements of all pairs of ``k`` samples (:func:`pair_indices` order)."""
     pairs = pair_indices(k)
     scores: list[float | None] = []
     reps: list[int] = []

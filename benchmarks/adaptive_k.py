@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from _report import write_report
 
-from semcascade.config import EquivalenceConfig
 from semcascade.aggregation import pair_indices
+from semcascade.config import EquivalenceConfig
 from semcascade.evaluation.adaptive import Prefixes, prefixes_from, simulate
 from semcascade.evaluation.records import load_run
 from semcascade.evaluation.replay import ExampleRecord, cascade_outcomes, summarize, tier_alone
@@ -47,7 +47,9 @@ async def _prefixes(records: list[ExampleRecord]) -> list[Prefixes]:
     out, at = [], 0
     for r, ps in zip(records, pairs, strict=True):
         t = r.tiers[0]
-        out.append(prefixes_from(len(t.samples), js[at : at + len(ps)], eq, "mean_pairwise", greedy_index=t.greedy_index))
+        out.append(
+            prefixes_from(len(t.samples), js[at : at + len(ps)], eq, "mean_pairwise", greedy_index=t.greedy_index)
+        )
         at += len(ps)
     return out
 

@@ -186,3 +186,15 @@ def test_upper_tail_pvalue_flags_breaches_only() -> None:
     assert upper_tail_pvalue(0.05, 200, 0.1, binary=True) == 1.0
     assert upper_tail_pvalue(0.2, 200, 0.1, binary=True) < 1e-4
     assert upper_tail_pvalue(0.2, 200, 0.1, binary=False) < 0.05
+
+
+def test_cli_risk_target_writes_a_certified_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from semcascade import cli
+
+    out = tmp_path / "c.yaml"
+    code = cli.main(["calibrate", str(REPO / "eval/results/halueval_qa"), "--risk", "0.05", "--delta", "0.1",
+                     "--fwer", "bonferroni", "--out", str(out)])  # fmt: skip
+    text = capsys.readouterr().out
+    assert code == 0 and "bonferroni" in text and "certified thresholds" in text
+    cert = load_config(out).certificate
+    assert cert is not None and cert.correction == "bonferroni" and cert.eps == 0.05

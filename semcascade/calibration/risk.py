@@ -46,7 +46,7 @@ from semcascade.calibration.run import (
     split_records,
     write_calibrated_config,
 )
-from semcascade.calibration.solver import LAMBDAS, StageTable, ThresholdChoice, _tidy, shadow_price_thresholds
+from semcascade.calibration.solver import LAMBDAS, StageTable, ThresholdChoice, shadow_price_thresholds
 from semcascade.certificate import LossName, PValueName, RiskCertificate, risk_pvalue
 from semcascade.errors import CalibrationError
 from semcascade.evaluation.records import EvalRun, load_run
@@ -306,11 +306,9 @@ def calibrate_risk(
     def ratio(j: int) -> float:
         return float(table.cost[j].mean() / strong_cost) if strong_cost > 0 else float("nan")
 
-    if best is not None:
-        stage = StageTable.from_records(test_recs, signal)
-        thresholds: tuple[float, ...] | None = _tidy(stage, path[best])
-    else:
-        thresholds = None
+    # the thresholds exactly as tested: a rounder value routing the calibration examples alike is another
+    # hypothesis, which the certificate does not cover
+    thresholds: tuple[float, ...] | None = path[best] if best is not None else None
     return RiskChoice(
         signal=signal,
         loss=loss,

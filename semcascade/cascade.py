@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from semcascade import step
+from semcascade import adaptive, step
 from semcascade._budget import BudgetLedger, CallBudget, Estimate, tier_upper_bound
 from semcascade._deadline import DeadlineReached, deadline_guard, deadline_scope, expired
 from semcascade._limits import TierLimiter
@@ -41,6 +41,7 @@ from semcascade.scoring._registry import create_scorer
 from semcascade.scoring.base import AgreementScorer
 from semcascade.scoring.cache import CachedScorer
 from semcascade.scoring.signals import get_signal
+from semcascade.stopping import StoppingRule, create_stopping_rule
 
 if TYPE_CHECKING:
     from semcascade.local.server import LocalServer
@@ -207,9 +208,13 @@ class Cascade:
         self._confidence: dict[str, ConfidenceModel] = {}
         #: per tier: the signal it decides on (a registry name)
         self._signals: dict[str, str] = {}
+        #: per tier with adaptive_k: its stopping rule
+        self._stopping: dict[str, StoppingRule] = {}
         self._extra_hooks = list(hooks)
         #: escalation-drift monitoring (``drift:`` in the config), attached as a hook
-        self.drift: DriftMonitor | None = DriftMonitor.from_config(self.config.drift, task=task)
+        self.drift: DriftMonitor | None = DriftMonitor.from_config(
+            self.config.drift, task=task, certificate=self.config.certificate
+        )
         if self.drift is not None:
             self._extra_hooks.append(self.drift)
         self._memory_hook: MemoryHook | None = None
@@ -266,6 +271,8 @@ class Cascade:
             if t.confidence_model is not None:
                 self._confidence[t.name] = _load_confidence(t)
             self._signals[t.name] = _check_signal(cfg, t, self._confidence.get(t.name))
+            if t.adaptive_k is not None:
+                self._stopping[t.name] = create_stopping_rule(t.adaptive_k.name, **t.adaptive_k.options)
 
     @property
     def local_server(self) -> LocalServer | None:
@@ -448,13 +455,17 @@ class Cascade:
             messages = run_augment(sessions, i, messages, cfg.name)
             if expired():
                 return self._stopped(trace, "deadline", f"the call's deadline passed before tier {cfg.name!r}", started)
-            bound = tier_upper_bound(tier, messages)
+            rule = self._stopping.get(cfg.name)
+            bound = tier_upper_bound(tier, messages) if rule is None else adaptive.upper_bound(tier, messages, rule)
             why = budget.reserve(bound)
             if why is not None:
                 return self._stopped(trace, "budget", f"tier {cfg.name!r} was not called: {why}", started)
             t0 = time.perf_counter()
             try:
-                drawn = await sample_tier(tier, messages, self._caller, answer_format=self.config.answer_format)
+                if rule is None:
+                    drawn = await sample_tier(tier, messages, self._caller, answer_format=self.config.answer_format)
+                else:
+                    drawn = await self._draw_adaptively(tier, rule, messages, question, is_last=is_last)
             except BaseException:
                 budget.settle(bound, None)  # cancelled or a config error: what was billed is unknown
                 raise
@@ -489,6 +500,21 @@ class Cascade:
             trace,
             partial,
         )
+
+    async def _draw_adaptively(
+        self, tier: ResolvedTier, rule: StoppingRule, messages: Messages, question: str, *, is_last: bool
+    ) -> TierSamples:
+        """Adaptive k (:mod:`semcascade.adaptive`): rounds of samples until the tier's stopping rule,
+        given the tier step's decision score of the samples so far, says decide."""
+        assert self._caller is not None
+
+        async def score(drawn: TierSamples) -> float | None:
+            return (await self._score_and_decide(tier, drawn, question, prompt_text(messages), is_last=is_last)).score
+
+        drawn, _ = await adaptive.draw_adaptively(
+            tier, messages, self._caller, rule, score, answer_format=self.config.answer_format
+        )
+        return drawn
 
     async def _vote(self, result: CascadeResult, question: str) -> CascadeResult:
         """``final_answer: consensus``: the answer most supported across every tier that ran
@@ -552,7 +578,10 @@ class Cascade:
             signal=signal,
         )
         short = n < cfg.k
-        reason = decision.reason + (f" (only {n}/{cfg.k} samples arrived)" if short else "")
+        if cfg.adaptive_k is not None:
+            reason = decision.reason + (f" (adaptive k: decided on {n} of at most {cfg.k} samples)" if short else "")
+        else:
+            reason = decision.reason + (f" (only {n}/{cfg.k} samples arrived)" if short else "")
         return TierTrace(
             **base,
             agreement_matrix=[[round(float(x), 4) for x in row] for row in cons.matrix],

@@ -268,8 +268,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from semcascade.calibration import calibrate_run, write_calibrated_config
     from semcascade.errors import CalibrationError
 
+    if args.risk is not None:
+        return _calibrate_risk(args)
+    for flag, value in (("--delta", args.delta), ("--loss", args.loss), ("--fwer", args.fwer)):
+        if value is not None:
+            raise CalibrationError(f"{flag} applies to a risk target; add --risk EPS (e.g. --risk 0.05 {flag} ...)")
     if (args.budget is None) == (args.quality is None):
-        raise CalibrationError("give exactly one target: --budget X (cost vs the final tier alone) or --quality Y")
+        raise CalibrationError(
+            "give exactly one target: --budget X (cost vs the final tier alone), --quality Y or --risk EPS"
+        )
     quality, relative = None, False
     if args.quality is not None:
         text = args.quality.strip()
@@ -280,17 +287,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             raise CalibrationError(
                 f"--quality {args.quality!r} is not a number; give e.g. 0.11 (absolute) or 95% (of final tier alone)"
             ) from None
-    results, cal_run = args.results, args.calibration_run
-    if args.prices is not None:
-        from semcascade.evaluation.prices import load_price_table, reprice_run
-        from semcascade.evaluation.records import load_run
-
-        results = load_run(results)
-        table = load_price_table(args.prices, results.n_tiers)
-        results = reprice_run(results, table, config=args.config)
-        if cal_run is not None:
-            cal_run = reprice_run(load_run(cal_run), table, config=args.config)
-        print(f"prices: {table.name} ({table.source}; cheap/strong price ratio {table.ratio:.3f})")
+    results, cal_run = _priced_runs(args)
     rep = calibrate_run(
         results, budget=args.budget, quality=quality, quality_relative=relative, signal=args.signal,
         method=args.method, seed=args.seed, calibration_run=cal_run,
@@ -299,6 +296,46 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if not args.dry_run:
         command = "semcascade " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("semcascade") else None
         path = write_calibrated_config(rep, args.out, config=args.config, command=command, task=args.task)
+        print(f"\nwrote {path}")
+    return 0
+
+
+def _priced_runs(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``calibrate``'s results and calibration run, re-priced first with ``--prices``."""
+    results, cal_run = args.results, args.calibration_run
+    if args.prices is None:
+        return results, cal_run
+    from semcascade.evaluation.prices import load_price_table, reprice_run
+    from semcascade.evaluation.records import load_run
+
+    results = load_run(results)
+    table = load_price_table(args.prices, results.n_tiers)
+    results = reprice_run(results, table, config=args.config)
+    if cal_run is not None:
+        cal_run = reprice_run(load_run(cal_run), table, config=args.config)
+    print(f"prices: {table.name} ({table.source}; cheap/strong price ratio {table.ratio:.3f})")
+    return results, cal_run
+
+
+def _calibrate_risk(args: argparse.Namespace) -> int:
+    from semcascade.calibration.risk import calibrate_risk_run, write_certified_config
+    from semcascade.errors import CalibrationError
+
+    if args.budget is not None or args.quality is not None:
+        raise CalibrationError("give exactly one target: --risk EPS replaces --budget and --quality")
+    if args.method != "auto":
+        raise CalibrationError("--method chooses the budget/quality search; a --risk target tests a fixed path")
+    results, cal_run = _priced_runs(args)
+    rep = calibrate_risk_run(
+        results, eps=args.risk, delta=0.1 if args.delta is None else args.delta,
+        loss=args.loss or "quality_drop", signal=args.signal,
+        correction="bonferroni" if args.fwer == "bonferroni" else "fixed_sequence", seed=args.seed,
+        calibration_run=cal_run,
+    )  # fmt: skip
+    print(rep.text())
+    if not args.dry_run:
+        command = "semcascade " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("semcascade") else None
+        path = write_certified_config(rep, args.out, config=args.config, command=command, task=args.task)
         print(f"\nwrote {path}")
     return 0
 
@@ -461,6 +498,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="max cost as a multiple of the final tier alone",
     )
     ca.add_argument("--quality", default=None, help="min quality: absolute (0.11) or %% of the final tier alone (95%%)")
+    ca.add_argument(
+        "--risk",
+        type=NumberArg(float, 0, 1, open_low=True, open_high=True),
+        default=None,
+        help="certify the cheapest thresholds whose --loss on new traffic is <= EPS (Learn-then-Test)",
+    )
+    ca.add_argument(
+        "--delta",
+        type=NumberArg(float, 0, 1, open_low=True, open_high=True),
+        default=None,
+        help="with --risk: the bound may fail with probability <= DELTA over the calibration draw (default 0.1)",
+    )
+    ca.add_argument(
+        "--loss",
+        choices=["quality_drop", "error", "hallucination"],
+        default=None,
+        help="with --risk: the per-request loss (default quality_drop: below the final tier alone)",
+    )
+    ca.add_argument(
+        "--fwer",
+        choices=["fixed-sequence", "bonferroni"],
+        default=None,
+        help="with --risk: family-wise correction over the candidates (default fixed-sequence)",
+    )
     ca.add_argument("--signal", default=None, help="deferral signal to calibrate (default: the run's shipped one)")
     ca.add_argument("--method", default="auto", choices=["auto", "exact", "shadow-price"])
     ca.add_argument("--config", "-c", default=None, help="the config the run used (default: from report.json)")

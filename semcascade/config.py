@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from semcascade._named import JsonObject, NamedOptions, json_data
 from semcascade.answers import AnswerFormat
+from semcascade.certificate import RiskCertificate
 from semcascade.costs import unpriced_models
 from semcascade.drift import DriftConfig
 from semcascade.errors import ConfigError, MissingAPIKeyError
@@ -45,7 +46,9 @@ __all__ = [
     "LocalServerConfig",
     "PolicyConfig",
     "ProviderConfig",
+    "RiskCertificate",
     "ScorerConfig",
+    "StoppingConfig",
     "TierConfig",
     "load_config",
 ]
@@ -97,6 +100,12 @@ class ProviderConfig(NamedOptions):
     name: str = Field(default="auto", min_length=1, description="auto, openai (native), litellm, mock, or registered")
 
 
+class StoppingConfig(NamedOptions):
+    """Adaptive k: which stopping rule a tier draws its samples by, with its options (``semcascade.stopping``)."""
+
+    name: str = Field(default="agree_early", min_length=1, description="registry name of the stopping rule")
+
+
 class TierConfig(_Strict):
     """One tier of the cascade: an ensemble of samples from one or more models."""
 
@@ -129,6 +138,11 @@ class TierConfig(_Strict):
     vote_weight: float = Field(
         default=1.0, ge=0.0, description="weight of each of this tier's samples in the consensus vote"
     )
+    adaptive_k: StoppingConfig | None = Field(
+        default=None,
+        description="draw samples in rounds and stop early by a stopping rule ({name: agree_early, options: "
+        "{initial: 2, accept_at: 0.9, escalate_below: 0.5, step: 1}}), at most k; None = always draw k",
+    )
     include_greedy: bool = Field(
         default=False, description="draw one of the k samples at temperature 0 (it answers when in the consensus)"
     )
@@ -146,6 +160,17 @@ class TierConfig(_Strict):
     @classmethod
     def _provider_by_name(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("adaptive_k", mode="before")
+    @classmethod
+    def _rule_by_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _adaptive_needs_samples(self) -> TierConfig:
+        if self.adaptive_k is not None and self.k < 2:
+            raise ValueError("adaptive_k needs k >= 2 (it stops between 2 and k samples)")
+        return self
 
     @model_validator(mode="after")
     def _one_model_spelling(self) -> TierConfig:
@@ -277,6 +302,11 @@ class CascadeConfig(_Strict):
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     drift: DriftConfig = Field(
         default_factory=DriftConfig, description="escalation-drift monitoring against the calibration baseline"
+    )
+    certificate: RiskCertificate | None = Field(
+        default=None,
+        description="the risk certificate of this cascade's thresholds, written by `semcascade calibrate --risk` "
+        "(a task may carry its own); the drift monitor alarms when labelled traffic breaches it",
     )
     tasks: dict[str, JsonObject] = Field(
         default_factory=dict,

@@ -16,6 +16,13 @@ stated up front (``false_alarms_per_10k``):
   decision scores against the baseline sample, at the level that spends the
   other half of the budget (``window / 10,000`` tests per 10,000 requests).
 
+With a risk certificate (``certificate:``, written by ``semcascade calibrate
+--risk``) and labels supplied through :meth:`DriftMonitor.observe_loss`, a third
+test checks each full window of per-request losses against the certified
+``eps``: a one-sided binomial (0/1 losses) or Hoeffding test of ``risk <= eps``
+at the same per-window level as the score test; a rejection is a
+``certified_loss`` alarm.
+
 An alarm is a log line (``semcascade.drift`` logger), a count in
 :attr:`DriftMonitor.alarms` (exported as a metric by ``semcascade serve``) and
 a call of the user's ``on_alarm``. Thresholds never change by themselves: the
@@ -33,6 +40,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from semcascade.certificate import RiskCertificate, upper_tail_pvalue
 
 if TYPE_CHECKING:
     from semcascade.hooks import FinishContext, HookRequest, HookSession
@@ -94,7 +103,7 @@ class DriftConfig(BaseModel):
 class DriftAlarm:
     """One alarm: what moved, by how much, and what to do."""
 
-    kind: Literal["escalation_rate", "score_distribution"]
+    kind: Literal["escalation_rate", "score_distribution", "certified_loss"]
     task: str | None
     #: requests seen by the monitor when the alarm fired
     at_request: int
@@ -178,6 +187,8 @@ class DriftMonitor:
     window: int = 200
     task: str | None = None
     on_alarm: Callable[[DriftAlarm], None] | None = None
+    #: the config's risk certificate: labelled losses (:meth:`observe_loss`) are tested against it
+    certificate: RiskCertificate | None = None
     #: every alarm raised so far
     alarms: list[DriftAlarm] = field(default_factory=list)
     requests: int = 0
@@ -190,10 +201,17 @@ class DriftMonitor:
         self.alpha = (self.false_alarms_per_10k / 2) / tests_per_10k
         self._scores: deque[float] = deque(maxlen=self.window)
         self._recent: deque[bool] = deque(maxlen=max(self.window, 50))
+        self._losses: list[float] = []
+        self.labelled = 0
 
     @classmethod
     def from_config(
-        cls, config: DriftConfig, *, task: str | None = None, on_alarm: Callable[[DriftAlarm], None] | None = None
+        cls,
+        config: DriftConfig,
+        *,
+        task: str | None = None,
+        on_alarm: Callable[[DriftAlarm], None] | None = None,
+        certificate: RiskCertificate | None = None,
     ) -> DriftMonitor | None:
         if not config.enabled:
             return None
@@ -201,7 +219,9 @@ class DriftMonitor:
             from semcascade.errors import ConfigError
 
             raise ConfigError("drift.enabled needs drift.baseline (written by `semcascade calibrate --drift-baseline`)")
-        return cls(config.baseline, config.false_alarms_per_10k, config.shift, config.window, task, on_alarm)
+        return cls(
+            config.baseline, config.false_alarms_per_10k, config.shift, config.window, task, on_alarm, certificate
+        )
 
     @property
     def escalation_rate(self) -> float:
@@ -244,6 +264,42 @@ class DriftMonitor:
                         )
                     )
                 self._scores.clear()  # non-overlapping windows: the level is spent once per window
+        return self._raise(raised)
+
+    def observe_loss(self, loss: float) -> list[DriftAlarm]:
+        """Record one labelled request's loss (in [0, 1], the certificate's ``loss``); the alarms it raised.
+
+        Each full ``window`` of losses is tested against the certified ``eps``; without a certificate
+        this records nothing."""
+        cert = self.certificate
+        if cert is None:
+            return []
+        if not 0.0 <= loss <= 1.0 or math.isnan(loss):
+            raise ValueError(f"a {cert.loss} loss must be in [0, 1], got {loss}")
+        self.labelled += 1
+        self._losses.append(float(loss))
+        if len(self._losses) < self.window:
+            return []
+        mean = float(np.mean(self._losses))
+        p = upper_tail_pvalue(mean, len(self._losses), cert.eps, binary=cert.p_value_method == "binomial")
+        self._losses.clear()  # non-overlapping windows: the level is spent once per window
+        if p >= self.alpha:
+            return []
+        return self._raise(
+            [
+                DriftAlarm(
+                    "certified_loss",
+                    self.task,
+                    self.requests,
+                    cert.eps,
+                    mean,
+                    f"{cert.loss} {mean:.3f} over the last {self.window} labelled requests breaches the certified "
+                    f"{cert.eps:g} (p={p:.2g} < {self.alpha:.2g}; certified on n={cert.n}, {cert.date})",
+                )
+            ]
+        )
+
+    def _raise(self, raised: list[DriftAlarm]) -> list[DriftAlarm]:
         for alarm in raised:
             self.alarms.append(alarm)
             log.warning("drift alarm: %s", alarm.message())

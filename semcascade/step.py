@@ -11,6 +11,8 @@ figure computed offline is the decision the shipped code makes live.
 * :func:`tier_consensus` — clusters, representative and agreement of the samples.
 * :func:`score_tier` — the decision score and the answer under a signal.
 * :func:`decide` — accept / escalate / abstain, through the config's policy.
+* :func:`first_draw`, :func:`draw_more` — adaptive k: how many samples a tier draws
+  before it decides (its stopping rule, :mod:`semcascade.stopping`).
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from semcascade.config import CascadeConfig, EquivalenceConfig, TierConfig
 from semcascade.policy import Decision, DeferralPolicy
 from semcascade.scoring.base import AgreementScorer, PairJudgement
 from semcascade.scoring.signals import SignalContext, SignalValue, available_signals, get_signal, resolve_signal
+from semcascade.stopping import StoppingRule
 
 __all__ = [
     "TierScore",
     "decide",
+    "draw_more",
+    "first_draw",
     "final_vote",
     "judge_samples",
     "score_tier",
@@ -124,6 +129,17 @@ def decide(
     return policy.decide(
         tier, score, n_samples=n_samples, is_last=is_last, final_action=final_action, score_name=score_name
     )
+
+
+def first_draw(rule: StoppingRule, k: int) -> int:
+    """Adaptive k: the samples a tier draws first (between 1 and its ``k``)."""
+    return max(1, min(int(rule.initial(k)), k))
+
+
+def draw_more(rule: StoppingRule, k: int, drawn: int, score: float | None) -> int:
+    """Adaptive k: how many more samples to draw after ``drawn`` scored ``score`` (0: decide now),
+    never past ``k``. Live and in replay alike, the decision then goes through :func:`decide`."""
+    return max(0, min(int(rule.more(k, drawn, score)), k - drawn))
 
 
 async def final_vote(

@@ -212,10 +212,24 @@ def run_config_path(run: EvalRun, override: str | os.PathLike[str] | None = None
     )
 
 
+def _tiers_decide_on(raw: dict[str, Any], signal: str) -> bool:
+    """Whether every non-final tier of ``raw`` decides on ``signal`` itself (its ``signal:``, or
+    ``confidence`` through its ``confidence_model``), so the calibrated thresholds apply live as replayed."""
+    tiers = [t for t in raw.get("tiers") or [] if isinstance(t, dict)][:-1]
+
+    def own(t: dict[str, Any]) -> str | None:
+        sig = t.get("signal")
+        return str(sig) if sig else ("confidence" if t.get("confidence_model") else None)
+
+    return bool(tiers) and all(own(t) == signal for t in tiers)
+
+
 def _signal_scorer(raw: dict[str, Any], signal: str, src: Path) -> tuple[dict[str, Any], str | None]:
     """The config's scorer section for ``signal`` and a note when it had to change."""
     scorer = dict(raw.get("scorer") or {"name": "embedding"})
     name = str(scorer.get("name", "embedding"))
+    if _tiers_decide_on(raw, signal):  # e.g. a confidence model: the tiers' own signal, whatever the scorer
+        return scorer, None
     allowed = SIGNAL_SCORERS.get(signal)
     if allowed is None:
         raise CalibrationError(
@@ -273,12 +287,14 @@ def write_calibrated_config(
     config: str | os.PathLike[str] | None = None,
     command: str | None = None,
     task: str | None = None,
+    certificate: dict[str, Any] | None = None,
 ) -> Path:
     """Write the run's config with the calibrated thresholds (and a header saying where they came from).
 
     ``task``: write the calibrated cascade as ``tasks.TASK`` instead (its tiers, decision signal and the
     prompt settings the run was evaluated with) into ``out`` when it already is a config, else into a copy
-    of the run's config; the rest of ``out`` is kept.
+    of the run's config; the rest of ``out`` is kept. ``certificate``: the risk certificate of the
+    thresholds (``semcascade calibrate --risk``), written with them (into the task's block with ``task``).
     """
     src = run_config_path(report.run, config)
     raw = yaml.safe_load(src.read_text(encoding="utf-8"))
@@ -304,12 +320,17 @@ def write_calibrated_config(
         if i not in c.unscored:
             raw["tiers"][i]["threshold"] = t
             raw["tiers"][i]["signal"] = c.signal
+    raw.pop("certificate", None)  # a certificate belongs to the thresholds it was computed for
+    if certificate is not None:
+        raw["certificate"] = certificate
     path = Path(out)
     if task is not None:
         top, per_tier = _task_settings(run_task if isinstance(run_task, str) else None)
         block: dict[str, Any] = {**top, "tiers": [{**t, **per_tier} for t in raw["tiers"]]}
         if scorer is not None:
             block["scorer"] = scorer
+        if certificate is not None:
+            block["certificate"] = certificate
         base = raw
         if path.is_file():
             try:
@@ -330,6 +351,16 @@ def write_calibrated_config(
     except ConfigError as exc:
         raise CalibrationError(f"the calibrated config does not validate ({exc}); fix {src} and re-run") from None
     h = report.held_out
+    expected = (
+        f"Expected: quality {c.quality:.4f}, cost {c.cost_ratio:.3f} x final tier alone on calibration (n={c.n}); "
+        f"held-out test (n={h.n}): quality {h.quality:.4f}, cost {h.cost_ratio:.3f} x."
+    )
+    if certificate is not None:
+        expected = (
+            f"Certified: {certificate['loss']} <= {certificate['eps']:g} with probability >= "
+            f"{1 - certificate['delta']:g} (see certificate:); cost {c.cost_ratio:.3f} x final tier alone on "
+            f"calibration (n={c.n}), {h.cost_ratio:.3f} x on the held-out test (n={h.n})."
+        )
     header = [
         f"Thresholds calibrated by semcascade from {report.run.path / 'examples.jsonl'}",
         f"(dataset {report.run.report.get('dataset', '?')}, n={c.n + h.n}; config {src}).",
@@ -338,8 +369,7 @@ def write_calibrated_config(
         + (f" (shadow price {c.shadow_price:.4g})" if c.shadow_price is not None else "")
         + ".",
         f"Splits: {report.split_note}.",
-        f"Expected: quality {c.quality:.4f}, cost {c.cost_ratio:.3f} x final tier alone on calibration (n={c.n}); "
-        f"held-out test (n={h.n}): quality {h.quality:.4f}, cost {h.cost_ratio:.3f} x.",
+        expected,
         *([scorer_note + "."] if scorer_note else []),
     ]
     if task is not None:

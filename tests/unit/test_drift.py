@@ -90,3 +90,47 @@ async def test_the_cascade_feeds_a_configured_monitor_through_the_hooks() -> Non
 def test_enabled_without_a_baseline_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"drift\.baseline"):
         Cascade({**CFG, "drift": {"enabled": True}}, provider=MockProvider(handler))
+
+
+def _certificate(eps: float) -> Any:
+    from semcascade.certificate import RiskCertificate
+
+    return RiskCertificate(
+        loss="quality_drop", eps=eps, delta=0.1, n=300, date="2026-01-01", calibration_loss=eps / 2, p_value=0.05,
+        p_value_method="binomial", correction="fixed_sequence", candidates=201,
+    )  # fmt: skip
+
+
+def test_labelled_losses_within_the_certificate_raise_no_more_alarms_than_the_budget() -> None:
+    rng = np.random.default_rng(2)
+    base = DriftBaseline.from_outcomes([False, True] * 50, [0.5] * 100)
+    mon = DriftMonitor(base, false_alarms_per_10k=2.0, certificate=_certificate(0.05))
+    n = 200_000
+    alarms = [a for x in rng.random(n) < 0.05 for a in mon.observe_loss(float(x))]
+    assert mon.labelled == n
+    assert len(alarms) / (n / 10_000) <= 2.0  # the loss test's level per window is the score test's
+
+
+def test_a_breach_of_the_certified_loss_is_an_alarm() -> None:
+    rng = np.random.default_rng(4)
+    base = DriftBaseline.from_outcomes([False, True] * 50, [0.5] * 100)
+    seen: list[DriftAlarm] = []
+    mon = DriftMonitor(base, certificate=_certificate(0.05), on_alarm=seen.append)
+    alarms = [a for x in rng.random(1_000) < 0.15 for a in mon.observe_loss(float(x))]
+    assert alarms and alarms[0].kind == "certified_loss" and seen == alarms
+    assert alarms[0].baseline == 0.05 and alarms[0].observed > 0.1
+    assert "breaches the certified 0.05" in alarms[0].message()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        mon.observe_loss(1.5)
+    assert DriftMonitor(base).observe_loss(1.0) == []  # no certificate: nothing to check
+
+
+def test_the_cascade_monitor_carries_the_configs_certificate() -> None:
+    cert = _certificate(0.05)
+    cfg = {
+        "tiers": [{"name": "a", "model": "openai/x", "k": 1}, {"name": "b", "model": "openai/y", "k": 1}],
+        "drift": {"enabled": True, "baseline": {"escalation_rate": 0.3, "n": 10}},
+        "certificate": cert.model_dump(mode="json"),
+    }
+    cascade = Cascade(cfg, provider=MockProvider(lambda r: "x"))
+    assert cascade.drift is not None and cascade.drift.certificate == cert

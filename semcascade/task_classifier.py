@@ -148,8 +148,8 @@ class TaskClassifier:
                 f"the task classifier was fitted in {self.mean.shape[0]} dimensions, the embedder gives "
                 f"{x.shape[-1]}; refit it with this embedder"
             )
-        out: FloatArray = ((x - self.mean) / self.scale) @ self.weights.T + self.bias
-        return out
+        out = ((x - self.mean) / self.scale) @ self.weights.T + self.bias
+        return np.asarray(out, dtype=np.float32)
 
     def classify_vectors(self, vectors: FloatArray) -> list[str]:
         s = self.scores(vectors)
@@ -201,4 +201,8 @@ class TaskClassifier:
             tasks = [str(t) for t in raw["tasks"]]
         except (KeyError, TypeError, ValueError):
             raise ConfigError(f"{path}: the artifact lacks its tasks or parameters; refit it") from None
-        return cls(tasks, *parts, embedder_name=str(raw.get("embedder", EMBEDDER)), meta=dict(raw.get("meta") or {}))
+        weights, bias, mean, scale = parts
+        return cls(
+            tasks, weights, bias, mean, scale, embedder_name=str(raw.get("embedder", EMBEDDER)),
+            meta=dict(raw.get("meta") or {}),
+        )  # fmt: skip

@@ -62,12 +62,12 @@ def test_batch_writes_every_id_once_and_resumes_without_paying_twice(fault_serve
 
 def test_budget_errors_are_lines_and_the_run_goes_on(fault_server: FaultServer, tmp_path: Path):
     inp, out = _input(tmp_path / "in.jsonl", 6), tmp_path / "out.jsonl"
-    cfg = {**_config(fault_server, tmp_path), "budget": {"max_cost_per_run": 0.00015}}
+    cfg = {**_config(fault_server, tmp_path), "budget": {"max_cost_per_run": 0.00012}}
     s = run_batch(inp, out, config=cfg, concurrency=1, progress=False)
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 6 and s.failed == sum("error" in r for r in rows) > 0
     assert {r["error_type"] for r in rows if "error" in r} == {"BudgetExceededError"}
-    assert sum(r.get("cost", 0.0) for r in rows) <= 0.00015
+    assert sum(r.get("cost", 0.0) for r in rows) <= 0.00012
 
 
 @pytest.mark.parametrize(

@@ -25,11 +25,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import write_report  # noqa: E402
+from _report import write_report
 
-from semcascade.cascade import Cascade  # noqa: E402
-from semcascade.testing import FaultServer  # noqa: E402
-from semcascade.testing.redis_server import RedisServer  # noqa: E402
+from semcascade.cascade import Cascade
+from semcascade.testing import FaultServer
+from semcascade.testing.redis_server import RedisServer
 
 KEY_ENV = "SEMCASCADE_FAULT_KEY"
 
@@ -114,10 +114,13 @@ def main() -> None:
         "overhead": overhead,
         "redis_over_sqlite": ratio,
         "answer_cache": {
-            "stream": args.stream, "pool": args.pool, "distinct": len(set(stream)),
-            "with_cache": on, "without_cache": off,
+            "stream": args.stream,
+            "pool": args.pool,
+            "distinct": len(set(stream)),
+            "with_cache": on,
+            "without_cache": off,
             "cost_saved_share": 1 - on["cost"] / off["cost"] if off["cost"] else None,
-        },  # fmt: skip
+        },
     }
     write_report(args.out, report, _markdown)
 

@@ -73,7 +73,8 @@ def start_workers(
         out = workdir / f"out-{i}.jsonl"
         cmd = [sys.executable, "-m", "semcascade.testing.cascade_worker", str(cfg), str(p), str(out)]
         cmd += ["--concurrency", str(concurrency)]
-        procs.append((subprocess.Popen(cmd, env=dict(os.environ), stderr=open(workdir / f"err-{i}.txt", "wb")), out))
+        with open(workdir / f"err-{i}.txt", "wb") as err:  # the child keeps its own copy of the descriptor
+            procs.append((subprocess.Popen(cmd, env=dict(os.environ), stderr=err), out))
     return procs
 
 

@@ -7,6 +7,7 @@ processes on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ def _node_ip() -> str:
     try:
         from ray._private.services import get_node_ip_address
 
-        return str(get_node_ip_address())
+        return str(get_node_ip_address())  # type: ignore[no-untyped-call]
     except Exception:
         return "127.0.0.1"
 
@@ -64,10 +65,10 @@ class RayCluster:
             args = ["--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.temp_dir}"]
         else:
             args = [f"--address={self.address}"]
-        log = open(self.temp_dir / f"node-{len(self.procs)}.log", "wb")  # noqa: SIM115 - lives with the node
-        return subprocess.Popen(
-            [self._ray(), "start", *args, *common], env=self.env, stdout=log, stderr=log, start_new_session=True
-        )
+        with open(self.temp_dir / f"node-{len(self.procs)}.log", "wb") as log:
+            return subprocess.Popen(
+                [self._ray(), "start", *args, *common], env=self.env, stdout=log, stderr=log, start_new_session=True
+            )
 
     def start(self, timeout_s: float = 120.0) -> RayCluster:
         import ray
@@ -101,10 +102,8 @@ class RayCluster:
     def kill_node(self, index: int) -> None:
         """SIGKILL node ``index`` (its whole process group: raylet, workers, actors)."""
         p = self.procs[index]
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         p.wait()
 
     def stop(self) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fault_fixtures import cascade_config, fault_server_fixture, fault_server_session, tier  # noqa: F401
-from redis_fixtures import redis_server  # noqa: F401
+from redis_fixtures import redis_server_fixture  # noqa: F401
 
 from semcascade.batch.run import BatchSummary, batch_config, run_batch
 from semcascade.state.base import create_state_store
@@ -49,7 +49,9 @@ def test_ray_batch_survives_a_killed_node_and_pays_nothing_twice(
     done: list[BatchSummary] = []
     worker = threading.Thread(
         target=lambda: done.append(
-            run_batch(inp, out, config=cfg, engine="ray", concurrency=4, ray_address=ray_cluster.address, progress=False)
+            run_batch(
+                inp, out, config=cfg, engine="ray", concurrency=4, ray_address=ray_cluster.address, progress=False
+            )
         )
     )
     worker.start()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from redis_fixtures import redis_server  # noqa: F401
+from redis_fixtures import redis_server_fixture  # noqa: F401
 
 from semcascade._budget import Estimate
 from semcascade.config import CascadeConfig
@@ -80,7 +80,11 @@ def test_kv_roundtrip_and_ttl(store: StateStore) -> None:
 
 def test_response_cache_keeps_first_writer(store: StateStore) -> None:
     rc = store.response_cache()
-    c1 = Completion(model="m", choices=(Choice(text="a", completion_tokens=1), Choice(text="b", completion_tokens=1)), prompt_tokens=3)
+    c1 = Completion(
+        model="m",
+        choices=(Choice(text="a", completion_tokens=1), Choice(text="b", completion_tokens=1)),
+        prompt_tokens=3,
+    )
     stored = rc.put("key", [0, 1], c1, 0.5, read_n=2)
     assert [s.choice.text for s in stored] == ["a", "b"]
     c2 = Completion(model="m", choices=(Choice(text="z", completion_tokens=1),), prompt_tokens=3)

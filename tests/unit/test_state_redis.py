@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fault_fixtures import cascade_config, fault_server_fixture, fault_server_session, tier  # noqa: F401
-from redis_fixtures import redis_server  # noqa: F401
+from redis_fixtures import redis_server_fixture  # noqa: F401
 
 from semcascade._budget import Estimate
 from semcascade.cascade import Cascade

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from semcascade.batch.lines import process_one
 from semcascade.batch.requests import BatchRequest
-from semcascade.batch.run import process_one
 
 if TYPE_CHECKING:
     from semcascade.config import CascadeConfig

@@ -31,7 +31,7 @@ class CascadeActor:
         self.lock = asyncio.Lock()
 
     async def run(self, req: dict[str, Any]) -> dict[str, Any]:
-        from semcascade.batch.run import FATAL, output_line, process_one
+        from semcascade.batch.lines import FATAL, output_line, process_one
 
         request = BatchRequest(**req)
         try:

@@ -50,8 +50,12 @@ def _wait(procs: list[tuple[subprocess.Popen[bytes], Path]]) -> list[dict[str, A
 
 
 def test_run_budget_holds_across_three_processes(fault_server: FaultServer, redis_server: RedisServer, tmp_path: Path):
-    # each call reserves its worst case (k=2 prompts + 2 x 8 tokens); the budget fits a few calls, not 30
-    cfg = _config(fault_server, redis_server, "budget", budget={"max_cost_per_run": 0.0006})
+    # every answer uses all max_tokens=8 and only output is priced, so a call's worst case is what it bills
+    # (2 x 8 x 2e-6 = 3.2e-5): the run budget fits exactly 6 calls in all, where each process alone could do 6
+    fault_server.answer = lambda *_: "one two three four five six seven eight"
+    cfg = _config(
+        fault_server, redis_server, "budget", budget={"max_cost_per_run": 0.000192}, tier={"input_cost_per_token": 0.0}
+    )
     procs = start_workers(3, cfg, [[f"question {w}-{i}" for i in range(10)] for w in range(3)], tmp_path)
     results = _wait(procs)
     assert len(results) == 30
@@ -59,12 +63,12 @@ def test_run_budget_holds_across_three_processes(fault_server: FaultServer, redi
     refused = [r for r in results if r.get("error_type") == "BudgetExceededError"]
     assert answered and refused and len(answered) + len(refused) == 30
     spent = sum(r["cost"] for r in answered)
-    assert spent <= 0.0006 + 1e-12
+    assert spent <= 0.000192 + 1e-12 and len(answered) <= 6
     store = create_state_store(Cascade(cfg).config)
-    ledger = store.ledger("run", 0.0006, None, scope="run")
+    ledger = store.ledger("run", 0.000192, None, scope="run")
     assert isinstance(ledger, RedisLedger)
     totals = ledger.totals()
-    assert totals["reserved_cost"] == 0 and totals["spent_cost"] <= 0.0006
+    assert totals["reserved_cost"] == 0 and totals["spent_cost"] <= 0.000192 + 1e-12
     assert totals["spent_cost"] == pytest.approx(spent, rel=1e-6, abs=1e-9)
     # what upstream billed (its requests) is what the ledger holds: 2 requests per answered call
     assert fault_server.stats.requests == 2 * len(answered)

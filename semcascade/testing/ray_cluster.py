@@ -70,16 +70,13 @@ class RayCluster:
                 [self._ray(), "start", *args, *common], env=self.env, stdout=log, stderr=log, start_new_session=True
             )
 
-    def start(self, timeout_s: float = 120.0) -> RayCluster:
-        import ray
-
+    def start(self, timeout_s: float = 300.0) -> RayCluster:
         self.procs.append(self._node(head=True))
         deadline = time.monotonic() + timeout_s
         self._wait_nodes(1, deadline)
         for _ in range(self.nodes - 1):
             self.procs.append(self._node(head=False))
         self._wait_nodes(self.nodes, deadline)
-        del ray
         return self
 
     def _wait_nodes(self, n: int, deadline: float) -> None:

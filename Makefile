@@ -26,7 +26,7 @@ export TRANSFORMERS_OFFLINE := 1
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup prepare demo test lint unit integration bench docs lock lock-check clean-venv
+.PHONY: setup prepare demo test lint unit integration bench docs lock lock-check clean-venv services
 
 setup: $(STAMP)
 
@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml requirements-local.txt $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c '$(LOCK_PY_CHECK)' || { echo "$(VENV) has $$($(BIN)/python -V 2>&1) but $(LOCK) is resolved for Python $(LOCK_PY): make clean-venv, then make setup PYTHON=python$(LOCK_PY)"; exit 1; }
 	$(PIP_INSTALL) $(TORCH)
-	$(PIP_INSTALL) -e '.[nli,eval,dev]'
+	$(PIP_INSTALL) -e '.[nli,eval,dev,redis,ray]'
 	$(PIP_INSTALL) --no-deps -r requirements-local.txt
 	touch $@
 
@@ -53,13 +53,17 @@ lint: setup
 	$(BIN)/vermin --target=$(PY_FLOOR)- --violations --eval-annotations --no-tips semcascade tests benchmarks tools
 	$(BIN)/mypy
 
-unit: setup
+unit: setup services
 	$(BIN)/python -m pytest -q -m "not integration"
 
 integration: prepare
 	$(BIN)/python -m pytest -q -m integration
 
-test: prepare lint
+# Debian services the tests start themselves (a clean CI machine has none of them).
+services:
+	command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+
+test: prepare lint services
 	$(BIN)/python -m pytest -q
 
 bench: prepare

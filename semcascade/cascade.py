@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from semcascade import adaptive, step
 from semcascade._budget import BudgetLedger, CallBudget, Estimate, tier_upper_bound
 from semcascade._deadline import DeadlineReached, deadline_guard, deadline_scope, expired
-from semcascade._limits import TierLimiter
 from semcascade._sync import in_running_loop, run_sync
 from semcascade.aggregation import Consensus
 from semcascade.confidence import ConfidenceModel, TierEvidence, load_confidence_model
@@ -28,7 +27,7 @@ from semcascade.errors import (
     DeadlineExceededError,
     PromptTooLongError,
 )
-from semcascade.hooks import FinishContext, Hook, HookRequest, MemoryHook, run_augment, run_finish
+from semcascade.hooks import FinishContext, Hook, HookRequest, MemoryHook, run_augment, run_finish, start_sessions
 from semcascade.memory.hooks import StrategyMemory
 from semcascade.messages import Messages, PromptLike, content_text, normalize_messages, prompt_text, question_of
 from semcascade.policy import DeferralPolicy, create_policy
@@ -41,10 +40,12 @@ from semcascade.scoring._registry import create_scorer
 from semcascade.scoring.base import AgreementScorer
 from semcascade.scoring.cache import CachedScorer
 from semcascade.scoring.signals import get_signal
+from semcascade.state.attach import answer_cache_hook, memory_from_state, open_state
 from semcascade.stopping import StoppingRule, create_stopping_rule
 
 if TYPE_CHECKING:
     from semcascade.local.server import LocalServer
+    from semcascade.state.base import StateStore
     from semcascade.task_classifier import TaskClassifier
 
 __all__ = ["Cascade", "Messages", "PromptLike", "normalize_messages"]
@@ -190,8 +191,11 @@ class Cascade:
         endpoints: Endpoints | None = None,
         run_budget: BudgetLedger | None = None,
         task: str | None = None,
+        state: StateStore | None = None,
     ) -> None:
         self.config: CascadeConfig = load_config(config)
+        #: where budgets, limits, caches and strategy memory live (``state:``; see semcascade.state)
+        self.state, self._owns_state = open_state(self.config, state)
         #: the config task this cascade serves (a task's own cascade), else ``None``
         self.task = task
         self._provider = provider
@@ -210,7 +214,7 @@ class Cascade:
         self._signals: dict[str, str] = {}
         #: per tier with adaptive_k: its stopping rule
         self._stopping: dict[str, StoppingRule] = {}
-        self._extra_hooks = list(hooks)
+        self._extra_hooks = [*answer_cache_hook(self.config, self.state), *hooks]
         #: escalation-drift monitoring (``drift:`` in the config), attached as a hook
         self.drift: DriftMonitor | None = DriftMonitor.from_config(
             self.config.drift, task=task, certificate=self.config.certificate
@@ -218,13 +222,15 @@ class Cascade:
         if self.drift is not None:
             self._extra_hooks.append(self.drift)
         self._memory_hook: MemoryHook | None = None
-        self.memory = memory if memory is not None else StrategyMemory.from_config(self.config.memory)
+        self.memory = memory if memory is not None else memory_from_state(self.config, self.state)
         self._owns_memory = memory is None
         #: the layers the provider calls go through (built by _setup), and its outermost layer
         self._stack: ProviderStack | None = None
         self._caller: Provider | None = None
         budget = self.config.budget
-        self._run_budget = run_budget or BudgetLedger(budget.max_cost_per_run, budget.max_tokens_per_run, scope="run")
+        self._run_budget = run_budget or self.state.ledger(
+            "run", budget.max_cost_per_run, budget.max_tokens_per_run, scope="run"
+        )
         self._check_static()
 
     # ------------------------------------------------------------------ hooks
@@ -302,14 +308,17 @@ class Cascade:
                 return self._tiers
             # The one stack builder (shared with the eval harness): base -> local guard -> retry.
             self._stack = build_provider_stack(
-                self.config, base=self._provider, local_server=lambda: self.endpoints.server
+                self.config,
+                base=self._provider,
+                local_server=lambda: self.endpoints.server,
+                cache=self.state.response_cache() if self.config.state.response_cache else None,
             )
             self._caller = self._stack.caller
             tiers = [
                 ResolvedTier(
                     config=t,
                     models=[self.endpoints.resolve(m, t) for m in t.model_list],
-                    limiter=TierLimiter(t.max_concurrency, t.requests_per_second),
+                    limiter=self.state.limiter(t.name, t.max_concurrency, t.requests_per_second),
                 )
                 for t in self.config.tiers
             ]
@@ -406,6 +415,7 @@ class Cascade:
                     endpoints=self.endpoints,
                     run_budget=self._run_budget,
                     task=name,
+                    state=self.state,
                 )
             return self._task_cascades[name]
 
@@ -444,8 +454,10 @@ class Cascade:
         tiers = await asyncio.to_thread(self._setup) if self._tiers is None else self._tiers
         assert self._caller is not None and self._scorer is not None
         question = question_of(base_messages)
-        request = HookRequest(question=question, messages=base_messages)
-        sessions = [s for h in self.hooks if (s := await h.start(request)) is not None]
+        request = HookRequest(question=question, messages=base_messages, task=self.task)
+        sessions, hit = await start_sessions(self.hooks, request)
+        if hit is not None:  # a hook answered (the answer cache): no tier runs
+            return hit.model_copy(update={"latency_s": time.perf_counter() - started})
         budget = CallBudget(self.config.budget, self._run_budget)
         trace: list[TierTrace] = []
         for i, tier in enumerate(tiers):
@@ -695,6 +707,8 @@ class Cascade:
             sub._release()
         if self._owns_endpoints:  # a task's cascade shares its parent's local server
             self.endpoints.close()
+        if self._owns_state:
+            self.state.close()
 
     async def aclose(self) -> None:
         """Close the cascade: wait for background strategy learning, close the HTTP clients, close the

@@ -160,6 +160,25 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from semcascade.batch.run import run_batch
+
+    if args.concurrency < 1:
+        _usage(args, f"--concurrency must be >= 1, got {args.concurrency}")
+    summary = run_batch(
+        args.input, args.output, config=args.config, engine=args.engine, concurrency=args.concurrency,
+        ray_address=args.ray_address, progress=not args.quiet,
+    )  # fmt: skip
+    s = summary
+    print(
+        f"{s.written} written ({s.failed} failed, {s.answer_cache_hits} answer-cache hits), {s.skipped} already in "
+        f"{args.output}; cost {s.cost:.6g}; {s.wall_s:.1f}s"
+        + (f" ({s.written / s.wall_s:.2f} req/s)" if s.wall_s > 0 else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _cmd_local_status(args: argparse.Namespace) -> int:
     from semcascade.local import server_status
 
@@ -430,6 +449,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", "-q", action="store_true", help="print only the answer")
     g.add_argument("--task", default=None, help="run one of the config's tasks (default: its default_task)")
     g.set_defaults(func=_cmd_generate)
+
+    b = sub.add_parser("batch", help="run a JSONL file of requests through the cascade (resumable; local or Ray)")
+    b.add_argument("input", help="JSONL: one {prompt | messages, task?, id?} a line")
+    b.add_argument("output", help="JSONL results; ids already in it are skipped (resume)")
+    config_arg(b)
+    b.add_argument("--engine", choices=["local", "ray"], default="local", help="asyncio here, or Ray actors")
+    b.add_argument("--concurrency", type=int, default=16, help="requests in flight (in all)")
+    b.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a new one)")
+    b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    b.set_defaults(func=_cmd_batch)
 
     d = sub.add_parser("demo", help="run the cascade on sample questions next to the strong tier alone")
     config_arg(d)

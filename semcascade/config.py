@@ -34,6 +34,7 @@ from semcascade.costs import unpriced_models
 from semcascade.drift import DriftConfig
 from semcascade.errors import ConfigError, MissingAPIKeyError
 from semcascade.memory.config import MemoryConfig
+from semcascade.state.config import StateConfig
 
 __all__ = [
     "RetryConfig",
@@ -300,6 +301,11 @@ class CascadeConfig(_Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig, description="money/token caps per call and run")
     local_server: LocalServerConfig = Field(default_factory=LocalServerConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    state: StateConfig = Field(
+        default_factory=StateConfig,
+        description="where budgets, limits, caches and strategy memory live: {name, options} (sqlite, memory, "
+        "redis); redis shares them across processes",
+    )
     drift: DriftConfig = Field(
         default_factory=DriftConfig, description="escalation-drift monitoring against the calibration baseline"
     )
@@ -333,7 +339,7 @@ class CascadeConfig(_Strict):
         for name, overrides in self.tasks.items():
             if not name.strip() or name == "auto":
                 raise ValueError(f"task name {name!r} is reserved or empty; name tasks e.g. 'math', 'rc'")
-            for key in ("tasks", "default_task", "task_classifier", "local_server"):
+            for key in ("tasks", "default_task", "task_classifier", "local_server", "state"):
                 if key in overrides:
                     raise ValueError(f"tasks.{name}.{key}: set it at the top level (tasks share one {key})")
             try:

@@ -29,6 +29,9 @@ keeps it that way.
     │   └── RouterArtifactError     a router artifact is missing, unreadable or inconsistent
     ├── MemoryStoreError            a strategy store cannot be used
     ├── CacheError                  the response cache file cannot be used
+    ├── StateStoreError             the shared state backend (state:) cannot be used
+    │   └── StateUnavailableError   the backend (e.g. Redis) is unreachable: at start, or lost mid-run
+    ├── BatchInputError             a batch input file is unusable (names the line)
     ├── DatasetNotInstalledError    the package that ships an eval dataset is not installed
     └── CascadeFailedError          no tier produced an answer (carries the trace)
         ├── DeadlineExceededError   the call's deadline passed before any answer
@@ -47,6 +50,9 @@ __all__ = [
     "UnsafeExpressionError",
     "AuthenticationError",
     "CacheError",
+    "StateStoreError",
+    "StateUnavailableError",
+    "BatchInputError",
     "BadRequestError",
     "CalibrationError",
     "BudgetExceededError",
@@ -223,6 +229,25 @@ class CacheError(SemcascadeError):
     def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None) -> None:
         self.path = None if path is None else str(path)
         super().__init__(f"response cache {str(path)!r}: {message}" if path is not None else message)
+
+
+class StateStoreError(SemcascadeError):
+    """The shared state backend (``state:`` in the config) cannot be built or used."""
+
+
+class StateUnavailableError(StateStoreError):
+    """The state backend is unreachable (at start, or lost mid-run): budgets and limits fail closed.
+
+    ``url`` names the backend (its password, if any, is never included).
+    """
+
+    def __init__(self, message: str, *, url: str) -> None:
+        self.url = url
+        super().__init__(f"state store {url}: {message}")
+
+
+class BatchInputError(SemcascadeError, ValueError):
+    """A batch input (or output) file cannot be used; the message names the file and the line."""
 
 
 class DatasetNotInstalledError(SemcascadeError):

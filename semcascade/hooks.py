@@ -4,7 +4,10 @@ A :class:`Hook` sees each request: :meth:`Hook.start` opens a per-request
 :class:`HookSession`, which may rewrite a tier's messages before it is called
 (:meth:`HookSession.augment`, e.g. strategy memory's retrieved strategies) and
 sees, and may annotate, the result (:meth:`HookSession.finish`, e.g. learning a
-strategy, recording the escalation for drift). The cascade's loop calls the
+strategy, recording the escalation for drift). A session may also answer the
+request before any tier is called (an optional ``async lookup()`` returning a
+result or ``None``, :class:`ShortCircuitSession`, e.g. the answer cache): the
+first hit is the result and no tier runs. The cascade's loop calls the
 hooks it was given and nothing else: features live here, not inline in the core.
 
     cascade = Cascade(config, hooks=[DriftMonitor(...), my_metrics_hook])
@@ -23,7 +26,18 @@ if TYPE_CHECKING:
     from semcascade.result import CascadeResult
     from semcascade.sampling import ResolvedTier
 
-__all__ = ["FinishContext", "Hook", "HookRequest", "HookSession", "MemoryHook", "run_augment", "run_finish"]
+__all__ = [
+    "FinishContext",
+    "Hook",
+    "HookRequest",
+    "HookSession",
+    "MemoryHook",
+    "ShortCircuitSession",
+    "run_augment",
+    "run_finish",
+    "run_lookup",
+    "start_sessions",
+]
 
 Messages = list[dict[str, Any]]
 
@@ -61,6 +75,15 @@ class HookSession(Protocol):
 
     async def finish(self, result: CascadeResult, ctx: FinishContext) -> CascadeResult:
         """The result, seen (and possibly annotated) by the hook."""
+        ...
+
+
+@runtime_checkable
+class ShortCircuitSession(Protocol):
+    """A session that may answer a request before any tier is called (optional on a :class:`HookSession`)."""
+
+    async def lookup(self) -> CascadeResult | None:
+        """The request's result without calling a tier, or ``None`` to let the cascade run."""
         ...
 
 
@@ -113,3 +136,29 @@ async def run_finish(sessions: Sequence[HookSession], result: CascadeResult, ctx
     for s in sessions:
         result = await s.finish(result, ctx)
     return result
+
+
+async def run_lookup(sessions: Sequence[HookSession]) -> CascadeResult | None:
+    """The first result a :class:`ShortCircuitSession` gives, or ``None`` (then the tiers run)."""
+    for s in sessions:
+        if isinstance(s, ShortCircuitSession):
+            hit = await s.lookup()
+            if hit is not None:
+                return hit
+    return None
+
+
+async def start_sessions(hooks: Sequence[Hook], request: HookRequest) -> tuple[list[HookSession], CascadeResult | None]:
+    """Start each hook's session in order; a :class:`ShortCircuitSession` is asked at once, and its hit
+    (returned with the sessions started so far) means no later hook starts and no tier runs."""
+    sessions: list[HookSession] = []
+    for h in hooks:
+        s = await h.start(request)
+        if s is None:
+            continue
+        sessions.append(s)
+        if isinstance(s, ShortCircuitSession):
+            hit = await s.lookup()
+            if hit is not None:
+                return sessions, hit
+    return sessions, None

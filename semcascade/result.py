@@ -135,6 +135,10 @@ class CascadeResult(_Frozen):
     #: the call stopped early because the next tier could exceed the budget / the deadline passed;
     #: ``text`` is then the best answer so far and ``stop_reason`` says why
     budget_exhausted: bool = False
+    #: answered from the answer cache (``state.answer_cache``): no tier ran; ``cached_cost`` is what the
+    #: answer cost when it was computed (this result's ``cost`` is 0)
+    answer_cache_hit: bool = False
+    cached_cost: float | None = None
     deadline_exceeded: bool = False
     stop_reason: str | None = None
 

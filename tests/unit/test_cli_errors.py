@@ -161,6 +161,13 @@ SEMANTIC: dict[Leaf, list[tuple[list[str], str]]] = {
         (["--config", "{bad_yaml}", "hi"], "tiers[0].k"),
         (["--task", "poetry", "hi"], "unknown task 'poetry'"),
     ],
+    ("batch",): [
+        (["{tmp}/missing.jsonl", "out.jsonl"], "no such input file"),
+        (["{file}", "out.jsonl"], "a-file:1: not a JSON line"),
+        (["{tmp}", "out.jsonl"], "cannot read it"),
+        (["{file}", "out.jsonl", "--concurrency", "0"], "--concurrency"),
+        (["{file}", "out.jsonl", "--engine", "spark"], "--engine"),
+    ],
     ("demo",): [
         (["--config", "{bad_yaml}"], "tiers[0].k"),
         (["--question", " "], "--question"),

@@ -49,8 +49,9 @@ def provider_error_kind(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, RateLimitError):
         return "rate_limit"
-    if isinstance(exc, ProviderUnavailableError):
-        return "unavailable"
+    if isinstance(exc, ProviderUnavailableError):  # a 5xx answer, or no answer at all
+        text = str(exc)
+        return "server_error" if "server error 5" in text and "server error 503" not in text else "unavailable"
     if isinstance(exc, ContentRefusedError):
         return "refused"
     name = type(exc).__name__
@@ -61,6 +62,8 @@ def _upstream(exc: CascadeFailedError, seen: Sequence[str], retry_after: int) ->
     """Every tier failed: 504 when the providers timed out, 503 when they were rate-limited or
     unavailable, else 502 (errors, garbage, refusals)."""
     kinds = set(seen)
+    for t in exc.trace:  # timeouts enforced above the provider (the tier's deadline) are seen only here
+        kinds.update("timeout" for e in t.errors if "timed out" in e)
     text = " ".join(" ".join(exc.args).split())
     if len(text) > 600:
         text = text[:600] + " ..."

@@ -85,6 +85,7 @@ class ServeState:
         self.metrics = ServeMetrics()
         self.admission = Admission(serve.max_in_flight, serve.max_queue, serve.retry_after_s)
         self.ready = False
+        self.leftover_tasks: list[str] = []
         self.created = int(time.time())
         self.tracer: Any = None
         if serve.otel:
@@ -117,9 +118,19 @@ class ServeState:
         self.ready = False
         for cascade in self.cascades:
             await cascade.aclose()
+        current = asyncio.current_task()
+        #: semcascade tasks still pending at shutdown (none, unless something leaked)
+        self.leftover_tasks = [
+            repr(t) for t in asyncio.all_tasks() if t is not current and not t.done() and _ours(t)
+        ]
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _ours(task: asyncio.Task[Any]) -> bool:
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and "semcascade" in code.co_filename
 
 
 def _error_response(err: RequestRejectedError, rid: str) -> Response:
@@ -264,7 +275,9 @@ class CascadeCall:
                 await self._answer(result)
             elif status != "499":
                 err = from_exception(failure, provider_errors=errors, retry_after=self.state.serve.retry_after_s)
-                status = str(err.status)
+                status = str(err.status) if not self._began else "200"  # the status actually sent
+                if self._began:
+                    self.state.metrics.stream_errors.labels(self.served.name, err.code).inc()
                 if err.status == 500:
                     log.error("request %s failed", self.rid, exc_info=failure)
                 await self._fail(err)

@@ -48,6 +48,10 @@ class ServeMetrics:
         )
         self.retries = Counter(p + "retries", "retries of transient provider failures", ["model", "tier"], registry=r)
         self.in_flight = Gauge(p + "in_flight", "requests being answered", ["model"], registry=r)
+        self.stream_errors = Counter(
+            p + "stream_errors", "streams that began (status 200) and ended in an error event", ["model", "code"],
+            registry=r,
+        )
         self.rejected = Counter(
             p + "rejected", "requests refused before the cascade ran (auth, schema, saturation ...)", ["code"], registry=r
         )

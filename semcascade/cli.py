@@ -363,7 +363,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from semcascade.serve.runner import serve
     except ImportError as exc:  # the 'serve' extra is not installed
-        raise SemcascadeError(f"semcascade serve needs the 'serve' extra: pip install 'semcascade[serve]' ({exc})") from None
+        raise SemcascadeError(
+            f"semcascade serve needs the 'serve' extra: pip install 'semcascade[serve]' ({exc})"
+        ) from None
     return serve(args.config or [None], host=args.host, port=args.port, no_auth=args.no_auth)
 
 

@@ -274,9 +274,7 @@ class ServeConfig(_Strict):
     )
     api_keys_file: str | None = Field(default=None, description="path of a file with one API key a line")
     max_in_flight: int = Field(default=64, ge=1, description="cascade calls run at once")
-    max_queue: int = Field(
-        default=256, ge=0, description="requests waiting for a slot; past it a 503 with Retry-After"
-    )
+    max_queue: int = Field(default=256, ge=0, description="requests waiting for a slot; past it a 503 with Retry-After")
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After (seconds) sent with a 503")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="largest request body (else 413)")
     request_timeout_s: float | None = Field(

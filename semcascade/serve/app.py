@@ -120,9 +120,7 @@ class ServeState:
             await cascade.aclose()
         current = asyncio.current_task()
         #: semcascade tasks still pending at shutdown (none, unless something leaked)
-        self.leftover_tasks = [
-            repr(t) for t in asyncio.all_tasks() if t is not current and not t.done() and _ours(t)
-        ]
+        self.leftover_tasks = [repr(t) for t in asyncio.all_tasks() if t is not current and not t.done() and _ours(t)]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -359,7 +357,9 @@ class CascadeCall:
             await self._content(result.text)
         elif result.text != sent and result.text.startswith(sent):
             await self._content(result.text[len(sent) :])
-        tail = chunk(self.rid, self.created, self.served.name, finish=_finish_reason(result), extra={"semcascade": meta})
+        tail = chunk(
+            self.rid, self.created, self.served.name, finish=_finish_reason(result), extra={"semcascade": meta}
+        )
         out = sse(tail)
         if self.req.include_usage:
             usage = {"id": self.rid, "object": "chat.completion.chunk", "created": self.created,
@@ -453,7 +453,7 @@ def create_app(models: Mapping[str, Cascade] | ServeState, serve: ServeConfig | 
                 )
             deadline = _deadline(request, default_deadline)
         except RequestRejectedError as err:
-            state.metrics.requests.labels(_UNKNOWN if err.status != 401 else _UNKNOWN, str(err.status)).inc()
+            state.metrics.requests.labels(_UNKNOWN, str(err.status)).inc()
             return rejected(err, rid)
         return CascadeCall(state, served, req, rid, deadline, started)
 
@@ -543,7 +543,10 @@ def openapi_spec() -> dict[str, Any]:
             "/v1/chat/completions": {
                 "post": {
                     "operationId": "createChatCompletion",
-                    "requestBody": {"required": True, "content": {_JSON: {"schema": {"$ref": "#/components/schemas/ChatRequest"}}}},
+                    "requestBody": {
+                        "required": True,
+                        "content": {_JSON: {"schema": {"$ref": "#/components/schemas/ChatRequest"}}},
+                    },
                     "responses": responses,
                 }
             }
@@ -557,8 +560,12 @@ def openapi_spec() -> dict[str, Any]:
                     "properties": {
                         "error": {
                             "type": "object",
-                            "properties": {"message": {"type": "string"}, "type": {"type": "string"},
-                                           "param": {}, "code": {"type": "string"}},  # fmt: skip
+                            "properties": {
+                                "message": {"type": "string"},
+                                "type": {"type": "string"},
+                                "param": {},
+                                "code": {"type": "string"},
+                            },
                             "required": ["message", "type", "code"],
                         }
                     },
@@ -567,5 +574,3 @@ def openapi_spec() -> dict[str, Any]:
             }
         },
     }
-
-

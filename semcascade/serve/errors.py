@@ -38,9 +38,7 @@ __all__ = ["error_body", "from_exception", "provider_error_kind"]
 
 
 def error_body(err: RequestRejectedError) -> bytes:
-    return json.dumps(
-        {"error": {"message": str(err), "type": err.kind, "param": err.param, "code": err.code}}
-    ).encode()
+    return json.dumps({"error": {"message": str(err), "type": err.kind, "param": err.param, "code": err.code}}).encode()
 
 
 def provider_error_kind(exc: BaseException) -> str:
@@ -92,6 +90,11 @@ def from_exception(exc: BaseException, *, provider_errors: Sequence[str], retry_
         return _upstream(exc, provider_errors, retry_after)
     if isinstance(exc, ProviderError):  # a configuration error of the served cascade (bad key, unknown model)
         return RequestRejectedError(
-            502, f"the served cascade's provider rejected the call: {exc}", code="upstream_config", kind="upstream_error"
+            502,
+            f"the served cascade's provider rejected the call: {exc}",
+            code="upstream_config",
+            kind="upstream_error",
         )
-    return RequestRejectedError(500, "internal server error (see the server log)", code="internal_error", kind="server_error")
+    return RequestRejectedError(
+        500, "internal server error (see the server log)", code="internal_error", kind="server_error"
+    )

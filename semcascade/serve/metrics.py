@@ -22,13 +22,19 @@ class ServeMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         p = "semcascade_"
-        self.requests = Counter(p + "requests", "chat-completion requests by HTTP status", ["model", "status"], registry=r)
-        self.answered = Counter(p + "answered", "requests answered, by the tier that answered", ["model", "tier"], registry=r)
+        self.requests = Counter(
+            p + "requests", "chat-completion requests by HTTP status", ["model", "status"], registry=r
+        )
+        self.answered = Counter(
+            p + "answered", "requests answered, by the tier that answered", ["model", "tier"], registry=r
+        )
         self.escalations = Counter(p + "escalations", "escalations away from a tier", ["model", "tier"], registry=r)
         self.agreement = Histogram(
             p + "agreement", "decision score of each tier that ran", ["model", "tier"], buckets=_SCORE, registry=r
         )
-        self.cost = Counter(p + "cost", "cost of the tiers' calls (the config's price unit)", ["model", "tier"], registry=r)
+        self.cost = Counter(
+            p + "cost", "cost of the tiers' calls (the config's price unit)", ["model", "tier"], registry=r
+        )
         self.tokens = Counter(p + "tokens", "tokens billed by the tiers", ["model", "tier", "kind"], registry=r)
         self.latency = Histogram(
             p + "request_latency_seconds", "request latency", ["model", "stream"], buckets=_LATENCY, registry=r
@@ -44,16 +50,24 @@ class ServeMetrics:
             registry=r,
         )
         self.provider_errors = Counter(
-            p + "provider_errors", "provider call failures by type (retried ones included)", ["model", "type"], registry=r
+            p + "provider_errors",
+            "provider call failures by type (retried ones included)",
+            ["model", "type"],
+            registry=r,
         )
         self.retries = Counter(p + "retries", "retries of transient provider failures", ["model", "tier"], registry=r)
         self.in_flight = Gauge(p + "in_flight", "requests being answered", ["model"], registry=r)
         self.stream_errors = Counter(
-            p + "stream_errors", "streams that began (status 200) and ended in an error event", ["model", "code"],
+            p + "stream_errors",
+            "streams that began (status 200) and ended in an error event",
+            ["model", "code"],
             registry=r,
         )
         self.rejected = Counter(
-            p + "rejected", "requests refused before the cascade ran (auth, schema, saturation ...)", ["code"], registry=r
+            p + "rejected",
+            "requests refused before the cascade ran (auth, schema, saturation ...)",
+            ["code"],
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -33,14 +33,15 @@ def banner(base: str, model: str, *, auth: bool, env: str) -> str:
             "",
             "  curl:",
             f"    curl -s {base}/v1/chat/completions -H 'Content-Type: application/json'{header} \\",
-            f'      -d \'{{"model": "{model}", "messages": [{{"role": "user", "content": "What is the capital of France?"}}]}}\'',
+            f'      -d \'{{"model": "{model}", "messages": [{{"role": "user", "content": "Capital of France?"}}]}}\'',
             "",
             "  openai (Python):",
             "    import os, openai",
             f'    client = openai.OpenAI(base_url="{base}/v1", api_key={api_key})',
             f'    r = client.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "Hi"}}])',
             "",
-            f"  metrics: {base}/metrics   health: {base}/health   ready: {base}/ready   (Ctrl-C / SIGTERM drains and stops)",
+            f"  metrics: {base}/metrics   health: {base}/health   ready: {base}/ready",
+            "  Ctrl-C / SIGTERM drains in-flight requests and stops (the local server too)",
         ]
     )
 

@@ -1,7 +1,7 @@
 """A real uvicorn server of a semcascade app on loopback, in a thread (tests and benchmarks).
 
-    with ServeThread(create_app({"m": cascade}, ServeConfig(auth="off"))) as srv:
-        openai.OpenAI(base_url=srv.base_url, api_key="x").chat.completions.create(...)
+with ServeThread(create_app({"m": cascade}, ServeConfig(auth="off"))) as srv:
+    openai.OpenAI(base_url=srv.base_url, api_key="x").chat.completions.create(...)
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def serve(models: dict[str, dict[str, Any]], **settings: Any) -> ServeThread:
     return ServeThread(app).start()
 
 
-_SAMPLE = re.compile(r'^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
+_SAMPLE = re.compile(r"^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 
 
 def metric(text: str, name: str, **labels: str) -> float:

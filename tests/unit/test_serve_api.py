@@ -100,7 +100,7 @@ def test_stream_decided_answer_is_sent_at_once(client: openai.OpenAI) -> None:
     chunks, text = _stream(client, "ok", stream_options={"include_usage": True})
     content = [c for c in chunks if c.choices and c.choices[0].delta.content]
     assert text == "Paris" and len(content) == 1 and content[0].choices[0].delta.role == "assistant"
-    final = [c for c in chunks if c.choices and c.choices[0].finish_reason][0]
+    final = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
     assert final.model_extra["semcascade"]["tier"] == "cheap"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
     assert len({c.id for c in chunks}) == 1
@@ -109,7 +109,7 @@ def test_stream_decided_answer_is_sent_at_once(client: openai.OpenAI) -> None:
 def test_stream_last_tier_live_and_no_draft_leaks(client: openai.OpenAI, fault: FaultServer) -> None:
     chunks, text = _stream(client, "esc")
     content = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
-    final = [c for c in chunks if c.choices and c.choices[0].finish_reason][0].model_extra["semcascade"]
+    final = next(c for c in chunks if c.choices and c.choices[0].finish_reason).model_extra["semcascade"]
     assert final["tier"] == "strong" and final["tier_index"] == 1 and final["escalated"] is True
     assert text == LONG_ANSWER
     assert len(content) == len(LONG_ANSWER.split())  # live: a delta per word, as the fault server streams
@@ -133,7 +133,9 @@ async def test_async_client_concurrent(srv: ServeThread) -> None:
         answers = await asyncio.gather(*calls)
         stream = await client.chat.completions.create(model="esc", messages=Q, stream=True)
         streamed = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
-    assert [a.choices[0].message.content for a in answers] == [LONG_ANSWER if i % 2 == 0 else "Paris" for i in range(12)]
+    assert [a.choices[0].message.content for a in answers] == [
+        LONG_ANSWER if i % 2 == 0 else "Paris" for i in range(12)
+    ]
     assert streamed == LONG_ANSWER
 
 
@@ -257,12 +259,16 @@ def test_provider_errors_and_retries_are_counted(srv: ServeThread, client: opena
     fault.script("500")  # the cheap tier's first attempt fails, its retry answers
     assert client.chat.completions.create(model="ok", messages=Q).choices[0].message.content == "Paris"
     after = httpx.get(srv.url + "/metrics").text
-    assert metric(after, "semcascade_provider_errors_total", model="ok", type="server_error") - metric(
-        before, "semcascade_provider_errors_total", model="ok", type="server_error"
-    ) == 1
-    assert metric(after, "semcascade_retries_total", model="ok", tier="cheap") - metric(
-        before, "semcascade_retries_total", model="ok", tier="cheap"
-    ) == 1
+    assert (
+        metric(after, "semcascade_provider_errors_total", model="ok", type="server_error")
+        - metric(before, "semcascade_provider_errors_total", model="ok", type="server_error")
+        == 1
+    )
+    assert (
+        metric(after, "semcascade_retries_total", model="ok", tier="cheap")
+        - metric(before, "semcascade_retries_total", model="ok", tier="cheap")
+        == 1
+    )
 
 
 def test_openapi_document_lists_the_request_schema(srv: ServeThread) -> None:

@@ -32,7 +32,11 @@ def server() -> Iterator[tuple[ServeThread, dict[str, Any], httpx.Client]]:
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=8,
 )
@@ -50,7 +54,9 @@ def bodies(spec: dict[str, Any]) -> st.SearchStrategy[Any]:
     values["messages"] = st.lists(MESSAGE, max_size=3) | JSON
     values["stream"] = st.booleans() | JSON
     values["n"] = st.integers(-2, 3) | JSON
-    extra = st.dictionaries(st.sampled_from(["tools", "response_format", "frob", "top_p", "logprobs"]), JSON, max_size=2)
+    extra = st.dictionaries(
+        st.sampled_from(["tools", "response_format", "frob", "top_p", "logprobs"]), JSON, max_size=2
+    )
     obj = st.builds(lambda a, b: {**a, **b}, st.fixed_dictionaries({}, optional=values), extra)
     plausible = {
         "temperature": st.floats(-0.5, 2.5, allow_nan=False) | JSON,
@@ -63,7 +69,11 @@ def bodies(spec: dict[str, Any]) -> st.SearchStrategy[Any]:
         "user": st.text(max_size=8),
     }
     valid = st.builds(
-        lambda over: {"model": "ok", "messages": [{"role": "user", "content": "What is the capital of France?"}], **over},
+        lambda over: {
+            "model": "ok",
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            **over,
+        },
         st.fixed_dictionaries({}, optional=plausible),
     )
     return valid | obj | JSON
@@ -73,7 +83,7 @@ DOCUMENTED = {200, 400, 401, 404, 413, 429, 502, 503, 504}
 
 
 def test_fuzzed_bodies_get_documented_statuses(server: tuple[ServeThread, dict[str, Any], httpx.Client]) -> None:
-    srv, spec, client = server
+    _srv, spec, client = server
     documented = {int(c) for c in spec["paths"]["/v1/chat/completions"]["post"]["responses"]}
     assert documented == DOCUMENTED
     seen: set[int] = set()

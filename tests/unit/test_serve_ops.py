@@ -89,7 +89,9 @@ def test_saturation_is_503_with_retry_after(fault: FaultServer) -> None:
         results: list[int] = []
 
         def call() -> None:
-            results.append(httpx.post(srv.base_url + "/chat/completions", json={"model": "ok", "messages": Q}).status_code)
+            results.append(
+                httpx.post(srv.base_url + "/chat/completions", json={"model": "ok", "messages": Q}).status_code
+            )
 
         threads = [threading.Thread(target=call) for _ in range(2)]
         for t in threads:

@@ -174,3 +174,39 @@ def test_sigterm_drains_in_flight_and_refuses_new(fault: FaultServer, tmp_path: 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_otel_span_per_request_and_tier(fault: FaultServer) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from semcascade.serve.otel import RequestTracer
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    srv = serve(
+        {"esc": two_tiers(fault, "cheap-split", "strong-long"), "f500": two_tiers(fault, "fault-500", "fault-500")}
+    )
+    srv.server.config.app.state.serve.tracer = RequestTracer(provider)
+    try:
+        ok = httpx.post(srv.base_url + "/chat/completions", json={"model": "esc", "messages": Q})
+        bad = httpx.post(srv.base_url + "/chat/completions", json={"model": "f500", "messages": Q})
+    finally:
+        srv.stop()
+    assert (ok.status_code, bad.status_code) == (200, 502)
+    spans = exporter.get_finished_spans()
+    requests = [s for s in spans if s.name == "semcascade.request"]
+    assert [r.attributes["semcascade.request_id"] for r in requests] == [
+        ok.headers["x-semcascade-request-id"],
+        bad.headers["x-semcascade-request-id"],
+    ]
+    first, failed = requests
+    assert first.attributes["semcascade.tier"] == "strong" and first.attributes["semcascade.escalated"] is True
+    tiers = [s for s in spans if s.name == "semcascade.tier" and s.parent.span_id == first.context.span_id]
+    assert [(t.attributes["semcascade.tier"], t.attributes["semcascade.decision"]) for t in tiers] == [
+        ("cheap", "escalate"),
+        ("strong", "accept"),
+    ]
+    assert failed.status.status_code.name == "ERROR" and failed.attributes["error.type"] == "CascadeFailedError"

@@ -29,7 +29,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from semcascade.cascade import Cascade
 from semcascade.config import ServeConfig
-from semcascade.errors import RequestRejectedError, ServeError
+from semcascade.errors import DeadlineExceededError, RequestRejectedError, ServeError
 from semcascade.result import CascadeResult
 from semcascade.serve.auth import KeyCheck
 from semcascade.serve.errors import error_body, from_exception, provider_error_kind
@@ -292,9 +292,14 @@ class CascadeCall:
             gauge.inc()
             try:
                 cascade = self.served.cascade
+                deadline = self.deadline
+                if deadline is not None:  # the wait for a slot counts against the request's deadline
+                    deadline -= time.perf_counter() - self.started
+                    if deadline <= 0:
+                        raise DeadlineExceededError("the request's deadline passed while it waited for a slot", [])
                 return await cascade.generate(
                     [m.model_dump(exclude_none=True) for m in self.req.messages],
-                    deadline_s=self.deadline,
+                    deadline_s=deadline,
                     task=self.served.task,
                     overrides=self.req.overrides() or None,
                     on_text=self._on_text if self.stream else None,

@@ -85,7 +85,8 @@ def test_auth_misconfiguration_is_a_serve_error(fault: FaultServer, monkeypatch:
 def test_saturation_is_503_with_retry_after(fault: FaultServer) -> None:
     srv = serve({"ok": two_tiers(fault, "cheap", "strong")}, max_in_flight=1, max_queue=1, retry_after_s=3)
     try:
-        fault.script("latency", "latency")  # the first two requests take 0.3 s each: one runs, one waits
+        fault.latency_s = 1.0
+        fault.script("latency", "latency")  # the first two requests take 1 s each: one runs, one waits
         results: list[int] = []
 
         def call() -> None:
@@ -96,9 +97,9 @@ def test_saturation_is_503_with_retry_after(fault: FaultServer) -> None:
         threads = [threading.Thread(target=call) for _ in range(2)]
         for t in threads:
             t.start()
-        while fault.stats.in_flight == 0:  # the first is at the provider
+        admission = srv.server.config.app.state.serve.admission
+        while admission.admitted < 2:  # one runs (at the provider), one waits for the slot
             time.sleep(0.005)
-        time.sleep(0.05)  # the second is queued by now
         c = openai.OpenAI(base_url=srv.base_url, api_key="-", max_retries=0)
         with pytest.raises(openai.InternalServerError) as info:
             c.chat.completions.create(model="ok", messages=Q)
@@ -108,6 +109,7 @@ def test_saturation_is_503_with_retry_after(fault: FaultServer) -> None:
             t.join()
         assert results == [200, 200]
     finally:
+        fault.latency_s = 0.3
         srv.stop()
 
 

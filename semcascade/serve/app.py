@@ -110,7 +110,7 @@ class ServeState:
         """Set every cascade up (local server, clients, scorer): /ready answers 200 afterwards."""
         for served in self.models.values():
             cascade = served.cascade.for_task(served.task) if served.task else served.cascade
-            await asyncio.to_thread(lambda c=cascade: c.tiers)
+            await asyncio.to_thread(_set_up, cascade)
         self.ready = True
 
     async def stop(self) -> None:
@@ -124,6 +124,10 @@ class ServeState:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _set_up(cascade: Cascade) -> None:
+    cascade.tiers  # noqa: B018 - builds the clients, loads the scorer, starts a local server
 
 
 def _ours(task: asyncio.Task[Any]) -> bool:

@@ -92,6 +92,7 @@ def serve(
         print(banner(f"http://{shown}:{actual}", names[0], auth=state.auth.enabled, env=settings.api_keys_env),
               file=out, flush=True)  # fmt: skip
         logging.basicConfig(level=os.environ.get("SEMCASCADE_LOG_LEVEL", "INFO"), format="%(message)s")
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is ours, not one per call
         config = uvicorn.Config(
             create_app(state),
             log_level="warning",

@@ -404,6 +404,10 @@ class CascadeCall:
                 m.ttft.labels(name, "true" if result.escalated else "false").observe(self.ttft)
         elif failure is not None and hasattr(failure, "trace"):
             m.tiers(name, failure.trace)
+        if st.tracer is not None:
+            st.tracer.record(self.rid, name, self.stream, status, self.started, elapsed, result, failure)
+        if not log.isEnabledFor(logging.INFO):
+            return
         line: dict[str, Any] = {
             "event": "request",
             "request_id": self.rid,
@@ -422,8 +426,6 @@ class CascadeCall:
             line["provider_errors"] = len(errors)
         if st.serve.log_prompts:
             line["messages"] = [m.model_dump(exclude_none=True) for m in self.req.messages]
-        if st.tracer is not None:
-            st.tracer.record(self.rid, name, self.stream, status, self.started, elapsed, result, failure)
         log.info(json.dumps(line, default=str))
 
 

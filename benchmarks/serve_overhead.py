@@ -42,7 +42,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "SEMCASCADE_FAULT_KEY"
-BODY = {"model": "bench", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "What is the capital of France?"}]
+BODY: dict[str, Any] = {"model": "bench", "messages": MESSAGES}
 
 UPSTREAM = """
 import sys
@@ -134,7 +135,8 @@ def _start_litellm(exe: str, upstream: str, port: int, tmp: Path) -> subprocess.
     path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
     cmd = [exe, "--config", str(path), "--port", str(port), "--host", "127.0.0.1", "--num_workers", "1"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = (tmp / "litellm.log").open("wb")
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _free_port() -> int:
@@ -155,10 +157,8 @@ async def _run(args: argparse.Namespace, upstream: str, tmp: Path) -> dict[str, 
     limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
 
     cascade = Cascade(cfg)
-    msgs = BODY["messages"]
-
     async def inproc() -> None:
-        await cascade.generate(msgs)
+        await cascade.generate(MESSAGES)
 
     async with httpx.AsyncClient(limits=limits, timeout=30) as http:
 
@@ -182,7 +182,7 @@ async def _run(args: argparse.Namespace, upstream: str, tmp: Path) -> dict[str, 
             if args.litellm:
                 lport = _free_port()
                 procs.append(_start_litellm(args.litellm, upstream, lport, tmp))
-                _wait_http(f"http://127.0.0.1:{lport}/health/liveliness", timeout=180)
+                _wait_http(f"http://127.0.0.1:{lport}/health/liveliness", timeout=600)  # ~40 s on a busy machine
                 lurl = f"http://127.0.0.1:{lport}/v1/chat/completions"
 
                 async def proxied() -> None:

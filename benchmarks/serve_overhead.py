@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         up.kill()
         up.wait()
     meta = {
-        "command": " ".join(["nice -n 10 python benchmarks/serve_overhead.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(["nice -n 10 python benchmarks/serve_overhead.py", *(argv or sys.argv[1:])]),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
         "note": "the 2 cores are shared with other jobs; figures are noisy",
         "litellm_note": args.litellm_note or "no --litellm given",

@@ -157,6 +157,7 @@ async def _run(args: argparse.Namespace, upstream: str, tmp: Path) -> dict[str, 
     limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
 
     cascade = Cascade(cfg)
+
     async def inproc() -> None:
         await cascade.generate(MESSAGES)
 

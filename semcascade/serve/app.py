@@ -127,7 +127,7 @@ class ServeState:
 
 
 def _set_up(cascade: Cascade) -> None:
-    cascade.tiers  # noqa: B018 - builds the clients, loads the scorer, starts a local server
+    cascade.prepare()  # the clients, the scorer, the local server and its models
 
 
 def _ours(task: asyncio.Task[Any]) -> bool:

@@ -77,7 +77,7 @@ def serve(
         print(f"semcascade serve: loading {', '.join(names)} (local models start here when the config has them) ...",
               file=out, flush=True)  # fmt: skip
         for served in state.models.values():  # the local server, clients and scorers, before the port opens
-            (served.cascade.for_task(served.task) if served.task else served.cascade).tiers  # noqa: B018
+            (served.cascade.for_task(served.task) if served.task else served.cascade).prepare()
         sock = socket.socket(socket.AF_INET6 if ":" in bind_host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # accepted connections inherit it: without it a response's header and body writes wait out the

@@ -194,7 +194,10 @@ async def _run(args: argparse.Namespace, upstream: str, tmp: Path) -> dict[str, 
             for c in (1, 64):
                 n = args.n1 if c == 1 else args.n64
                 for name, call in contenders.items():
-                    out.setdefault(name, {})[f"c{c}"] = await _measure(call, n, c)
+                    try:
+                        out.setdefault(name, {})[f"c{c}"] = await _measure(call, n, c)
+                    except httpx.HTTPError as exc:  # e.g. a proxy dropping connections under load: reported
+                        out[name][f"c{c}"] = {"error": f"{type(exc).__name__}: {exc}"}
                     print(name, c, out[name][f"c{c}"], flush=True)
         finally:
             for p in procs:
@@ -222,16 +225,19 @@ def _markdown(res: dict[str, Any], meta: dict[str, Any]) -> str:
     for name, by_c in res.items():
         for c, m in by_c.items():
             b = base[c]
+            if "error" in m:
+                lines.append(f"| {name} | {c[1:]} | failed: {m['error']} | | | | |")
+                continue
             added = "" if name == "inproc" else f"{m['p50_ms'] - b['p50_ms']:+.2f}"
             added95 = "" if name == "inproc" else f"{m['p95_ms'] - b['p95_ms']:+.2f}"
             lines.append(
                 f"| {name} | {c[1:]} | {m['p50_ms']:.2f} | {m['p95_ms']:.2f} | {added} | {added95} | "
                 f"{m['throughput_rps']:.0f} |"
             )
-    if "litellm-proxy" in res:
+    if "throughput_rps" in res.get("litellm-proxy", {}).get("c64", {}):
         r = res["serve"]["c64"]["throughput_rps"] / res["litellm-proxy"]["c64"]["throughput_rps"]
         lines += ["", f"Throughput at 64 concurrent clients, serve / litellm proxy: {r:.2f}x."]
-    else:
+    elif "litellm-proxy" not in res:
         lines += ["", f"litellm proxy: not measured ({meta.get('litellm_note', 'no --litellm given')})."]
     return "\n".join(lines) + "\n"
 

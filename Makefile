@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml requirements-local.txt $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c '$(LOCK_PY_CHECK)' || { echo "$(VENV) has $$($(BIN)/python -V 2>&1) but $(LOCK) is resolved for Python $(LOCK_PY): make clean-venv, then make setup PYTHON=python$(LOCK_PY)"; exit 1; }
 	$(PIP_INSTALL) $(TORCH)
-	$(PIP_INSTALL) -e '.[nli,eval,dev,redis,ray]'
+	$(PIP_INSTALL) -e '.[nli,eval,dev,redis,ray,serve,otel]'
 	$(PIP_INSTALL) --no-deps -r requirements-local.txt
 	touch $@
 

@@ -28,6 +28,7 @@ from semcascade.errors import (
     PromptTooLongError,
 )
 from semcascade.hooks import FinishContext, Hook, HookRequest, MemoryHook, run_augment, run_finish, start_sessions
+from semcascade.live import OnText, live_streamable, stream_tier, with_overrides
 from semcascade.memory.hooks import StrategyMemory
 from semcascade.messages import Messages, PromptLike, content_text, normalize_messages, prompt_text, question_of
 from semcascade.policy import DeferralPolicy, create_policy
@@ -424,7 +425,13 @@ class Cascade:
         return self._provider
 
     async def generate(
-        self, prompt: PromptLike, *, deadline_s: float | None = None, task: str | None = None
+        self,
+        prompt: PromptLike,
+        *,
+        deadline_s: float | None = None,
+        task: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        on_text: OnText | None = None,
     ) -> CascadeResult:
         """Run the cascade on a prompt (string or OpenAI-style messages).
 
@@ -434,12 +441,16 @@ class Cascade:
         :class:`DeadlineExceededError` is raised when there is none. See
         ``docs/failure-semantics.md``. ``task`` (default: the config's
         ``default_task``) runs the cascade of one of the config's ``tasks``.
+        ``overrides`` (``temperature``/``max_tokens``/``stop``/``seed``) apply to every tier of this
+        call; ``on_text`` receives the answer's text as it is generated when the answering tier can
+        be streamed live (:mod:`semcascade.live`; never a tier whose answer awaits a decision).
         """
         task = task if task is not None else self.config.default_task
         if task == "auto":  # None when the classifier's label is none of the config's tasks: the base cascade
             task = await self._auto_task(prompt)
         if task is not None:
-            result = await self.for_task(task).generate(prompt, deadline_s=deadline_s)
+            sub = self.for_task(task)
+            result = await sub.generate(prompt, deadline_s=deadline_s, overrides=overrides, on_text=on_text)
             return result.model_copy(update={"task": task})
         started = time.perf_counter()
         base_messages = normalize_messages(prompt)
@@ -448,10 +459,18 @@ class Cascade:
         if limit is not None and not limit > 0:
             raise ConfigError(f"deadline_s must be a positive number of seconds, got {limit!r}")
         with deadline_scope(limit), count_retries() as retries:
-            return await self._generate(base_messages, started, retries)
+            return await self._generate(base_messages, started, retries, overrides, on_text)
 
-    async def _generate(self, base_messages: Messages, started: float, retries: Mapping[str, int]) -> CascadeResult:
+    async def _generate(
+        self,
+        base_messages: Messages,
+        started: float,
+        retries: Mapping[str, int],
+        overrides: Mapping[str, Any] | None = None,
+        on_text: OnText | None = None,
+    ) -> CascadeResult:
         tiers = await asyncio.to_thread(self._setup) if self._tiers is None else self._tiers
+        tiers = with_overrides(tiers, overrides)
         assert self._caller is not None and self._scorer is not None
         question = question_of(base_messages)
         request = HookRequest(question=question, messages=base_messages, task=self.task)
@@ -474,7 +493,12 @@ class Cascade:
                 return self._stopped(trace, "budget", f"tier {cfg.name!r} was not called: {why}", started)
             t0 = time.perf_counter()
             try:
-                if rule is None:
+                if on_text is not None and live_streamable(self.config, cfg, is_last=is_last):
+                    assert self._stack is not None
+                    drawn = await stream_tier(
+                        tier, messages, self._caller, self._stack.base, on_text, answer_format=self.config.answer_format
+                    )
+                elif rule is None:
                     drawn = await sample_tier(tier, messages, self._caller, answer_format=self.config.answer_format)
                 else:
                     drawn = await self._draw_adaptively(tier, rule, messages, question, is_last=is_last)

@@ -432,6 +432,16 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from semcascade.serve.runner import serve
+    except ImportError as exc:  # the 'serve' extra is not installed
+        raise SemcascadeError(
+            f"semcascade serve needs the 'serve' extra: pip install 'semcascade[serve]' ({exc})"
+        ) from None
+    return serve(args.config or [None], host=args.host, port=args.port, no_auth=args.no_auth)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="semcascade",
@@ -610,6 +620,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--label", default="consensus", choices=["consensus", "greedy"], help="which answer is judged")
     tr.add_argument("--signal", default="embedding", help="whose consensus answer counts (with --label consensus)")
     tr.set_defaults(func=_cmd_train_router)
+
+    sv = sub.add_parser("serve", help="serve the cascade as an OpenAI-compatible API (chat completions, SSE, metrics)")
+    sv.add_argument(
+        "--config",
+        "-c",
+        action="append",
+        default=None,
+        help="cascade YAML (repeatable: one served model each; default: the embedded configs/local.yaml)",
+    )
+    sv.add_argument("--host", default=None, help="interface to listen on (default: serve.host, 127.0.0.1)")
+    sv.add_argument("--port", type=NumberArg(int, 0, 65535), default=None, help="TCP port (default: serve.port, 8000)")
+    sv.add_argument("--no-auth", action="store_true", help="no API keys (allowed only on a loopback host)")
+    sv.set_defaults(func=_cmd_serve)
 
     local = sub.add_parser("local", help="the embedded local models and llama-server")
     lsub = local.add_subparsers(dest="local_command", required=True)

@@ -50,6 +50,7 @@ __all__ = [
     "RiskCertificate",
     "ScorerConfig",
     "StoppingConfig",
+    "ServeConfig",
     "TierConfig",
     "load_config",
 ]
@@ -275,6 +276,43 @@ class BudgetConfig(_Strict):
         return self.max_cost_per_call is not None or self.max_tokens_per_call is not None
 
 
+class ServeConfig(_Strict):
+    """``semcascade serve``: the OpenAI-compatible server over this cascade (see README "Serve").
+
+    API keys are never written here: name the env var or the file that holds them.
+    """
+
+    model_name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the model name clients ask for (default: the config file's stem; 'semcascade' for the "
+        "embedded default); each task is served as NAME/TASK too",
+    )
+    host: str = Field(default="127.0.0.1", min_length=1, description="interface to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port (0 = pick a free one)")
+    auth: Literal["required", "off"] = Field(
+        default="required",
+        description="'required': a bearer key from api_keys_env/api_keys_file on every /v1 and /metrics "
+        "request; 'off' is allowed only on a loopback host",
+    )
+    api_keys_env: str = Field(
+        default="SEMCASCADE_API_KEYS", min_length=1, description="NAME of the env var holding comma-separated keys"
+    )
+    api_keys_file: str | None = Field(default=None, description="path of a file with one API key a line")
+    max_in_flight: int = Field(default=64, ge=1, description="cascade calls run at once")
+    max_queue: int = Field(default=256, ge=0, description="requests waiting for a slot; past it a 503 with Retry-After")
+    retry_after_s: int = Field(default=1, ge=0, description="Retry-After (seconds) sent with a 503")
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, description="largest request body (else 413)")
+    request_timeout_s: float | None = Field(
+        default=None, gt=0.0, description="deadline of a request without an x-semcascade-deadline header"
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=0.0, description="on SIGTERM: how long in-flight requests may take to finish"
+    )
+    log_prompts: bool = Field(default=False, description="put the prompt text in the per-request log line")
+    otel: bool = Field(default=False, description="OpenTelemetry spans per request and tier (the 'otel' extra)")
+
+
 class CascadeConfig(_Strict):
     """A whole cascade: ordered tiers (cheapest first), scorer and policy."""
 
@@ -324,6 +362,9 @@ class CascadeConfig(_Strict):
         default=None,
         description="task: auto picks the task from the prompt with this classifier (builtin:NAME or an "
         "artifact path, see semcascade.task_classifier); None: task auto is refused",
+    )
+    serve: ServeConfig = Field(
+        default_factory=ServeConfig, description="`semcascade serve`: model name, auth, limits, shutdown"
     )
 
     @model_validator(mode="after")

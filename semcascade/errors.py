@@ -33,6 +33,8 @@ keeps it that way.
     │   └── StateUnavailableError   the backend (e.g. Redis) is unreachable: at start, or lost mid-run
     ├── BatchInputError             a batch input file is unusable (names the line)
     ├── DatasetNotInstalledError    the package that ships an eval dataset is not installed
+    ├── ServeError                  `semcascade serve` cannot start (auth keys, host, served models)
+    │   └── RequestRejectedError    a served request is answered with an OpenAI-style HTTP error
     └── CascadeFailedError          no tier produced an answer (carries the trace)
         ├── DeadlineExceededError   the call's deadline passed before any answer
         └── BudgetExceededError     the budget allowed no tier that could answer
@@ -77,6 +79,8 @@ __all__ = [
     "RouterError",
     "ScorerError",
     "SemcascadeError",
+    "ServeError",
+    "RequestRejectedError",
     "UnknownModelError",
 ]
 
@@ -252,6 +256,35 @@ class BatchInputError(SemcascadeError, ValueError):
 
 class DatasetNotInstalledError(SemcascadeError):
     """The package that ships a dataset is not installed (the message says how to install it)."""
+
+
+class ServeError(SemcascadeError, ValueError):
+    """The server cannot start as configured (no API keys, auth off on a non-loopback host, a model name twice)."""
+
+
+class RequestRejectedError(ServeError):
+    """A request to ``semcascade serve`` that is answered with an HTTP error in OpenAI's shape.
+
+    ``status``: the HTTP status; ``code``/``kind``: OpenAI's ``error.code``/``error.type``;
+    ``param``: the request field at fault; ``retry_after``: seconds for a ``Retry-After`` header.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.kind = kind
+        self.param = param
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class CascadeFailedError(SemcascadeError):

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "constraints.txt"
 LOCAL_REQUIREMENTS = ROOT / "requirements-local.txt"
 PROJECT = "semcascade"
-EXTRAS = "nli,eval,dev,redis,ray"
+EXTRAS = "nli,eval,dev,redis,ray,serve,otel"
 # Installed first, pinned: this machine's CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
 DEFAULT_PRE = "torch==2.13.0"
 

@@ -236,6 +236,12 @@ SEMANTIC: dict[Leaf, list[tuple[list[str], str]]] = {
         (["--config", "{bad_yaml}"], "tiers[0].k"),
         (["--config", "{remote_yaml}"], "no local"),
     ],
+    ("serve",): [
+        (["--config", "{bad_yaml}"], "tiers[0].k"),
+        (["--config", "{remote_yaml}", "--host", "0.0.0.0", "--no-auth"], "loopback"),
+        (["--config", "{remote_yaml}", "--config", "{remote_yaml}"], "same model"),
+        (["--port", "70000"], "--port"),
+    ],
     # these take no values: the generic cases (unknown option) cover them
     ("local", "status"): [],
     ("local", "stop"): [],

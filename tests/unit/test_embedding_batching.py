@@ -59,7 +59,7 @@ async def test_concurrent_requests_share_one_call_and_get_their_own_rows() -> No
 
 async def test_no_call_exceeds_max_batch_and_every_request_is_answered() -> None:
     fake = FakeEncoder()
-    reqs = requests(40, k=3) + [[f"big {i}" for i in range(30)]]  # one request larger than max_batch
+    reqs = [*requests(40, k=3), [f"big {i}" for i in range(30)]]  # one request larger than max_batch
     batcher = EncodeBatcher(fake, window_s=0.001, max_batch=10)
     got = await asyncio.gather(*(batcher.aencode(r) for r in reqs))
     for texts, rows in zip(reqs, got, strict=True):

@@ -43,6 +43,7 @@ from semcascade.scoring.cache import CachedScorer
 from semcascade.scoring.signals import get_signal
 from semcascade.state.attach import answer_cache_hook, memory_from_state, open_state
 from semcascade.stopping import StoppingRule, create_stopping_rule
+from semcascade.tokens import PromptTokens
 
 if TYPE_CHECKING:
     from semcascade.local.server import LocalServer
@@ -372,19 +373,15 @@ class Cascade:
         chars = sum(len(content_text(m["content"])) for m in messages)
         if chars > self.config.max_prompt_chars:
             raise PromptTooLongError("(all)", chars // 4, self.config.max_prompt_chars // 4)
+        tokens = PromptTokens(messages)  # counted exactly only when a cheap bound does not fit
         for t in self.config.tiers:
             window = t.context_window
             if window is None and t.is_local:
                 window = self.config.local_server.slot_context
             if window is None:
                 continue
-            from semcascade.providers import _prepare_litellm_env
-
-            _prepare_litellm_env()
-            import litellm
-
-            est = int(litellm.token_counter(model="gpt-3.5-turbo", messages=messages))
-            if est + t.max_tokens > window:
+            est = tokens.over(window, t.max_tokens)
+            if est is not None:
                 raise PromptTooLongError(t.name, est + t.max_tokens, window)
 
     async def _auto_task(self, prompt: PromptLike) -> str | None:

@@ -5,12 +5,27 @@ Money is only what the prices say: a tier's ``parameters`` give its FLOPs
 model the cost map does not know costs 0 per call; :func:`unpriced_models`
 names such models so a money cap over them can be refused when the config is
 loaded (it would never bind).
+
+The cost map is litellm's bundled JSON. For the models the native provider
+serves (``openai/...``, ``hosted_vllm/...``, ``custom_openai/...`` and bare names)
+it is read directly, without importing litellm (a cold ``import litellm`` costs
+seconds): flat per-token prices are looked up as litellm looks them up, and an
+entry litellm would price differently (tiered, per-second) or any other model
+is asked of litellm itself. Once litellm is imported (a tier uses it) it
+answers every lookup, so models registered with ``litellm.register_model``
+count.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
+import os
+import sys
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from semcascade.config import TierConfig
@@ -19,6 +34,65 @@ __all__ = ["cost_map_prices", "tier_cost", "tier_flops", "unpriced_models"]
 
 #: models written ``local/NAME`` are served by the managed llama-server (as in semcascade.config)
 _LOCAL_PREFIX = "local/"
+#: the model prefixes whose prices are read from the bundled map directly (the native provider's)
+_NATIVE_PREFIXES = ("openai/", "hosted_vllm/", "custom_openai/")
+#: litellm's bundled cost map, inside the installed litellm package
+_BUNDLED_MAP = "model_prices_and_context_window_backup.json"
+
+
+class _AskLitellm(Exception):
+    """The bundled map alone cannot say what litellm would charge for this model."""
+
+
+@functools.cache
+def _bundled_map() -> dict[str, Any] | None:
+    """litellm's bundled cost map, read without importing litellm (``None``: not installed/readable)."""
+    try:
+        spec = importlib.util.find_spec("litellm")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:
+        data = json.loads((Path(next(iter(spec.submodule_search_locations))) / _BUNDLED_MAP).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _bundled_prices(model: str) -> tuple[float, float] | None:
+    """(input, output) USD per token from the bundled map, for a native-provider model.
+
+    The lookup litellm's ``cost_per_token(model=...)`` makes for these models:
+    the model string as written, else without its provider prefix. Raises
+    :class:`_AskLitellm` when litellm has to answer.
+    """
+    if "litellm" in sys.modules or os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP", "True").lower() != "true":
+        raise _AskLitellm  # litellm's live map (registered models, a fetched map) is the truth then
+    return _lookup_bundled(model)
+
+
+def _lookup_bundled(model: str) -> tuple[float, float] | None:
+    """The bundled-map half of :func:`_bundled_prices` (whatever litellm's import state)."""
+    prefix = next((p for p in _NATIVE_PREFIXES if model.startswith(p)), None)
+    if (prefix is None and "/" in model) or ":" in model:  # another provider; fine-tunes (ft:...)
+        raise _AskLitellm
+    cost_map = _bundled_map()
+    if cost_map is None:
+        raise _AskLitellm
+    bare = model.removeprefix(prefix) if prefix else model
+    entry = cost_map.get(model, cost_map.get(bare))
+    if entry is None:  # not in the map under either name: unpriced
+        return None
+    provider = prefix.rstrip("/") if prefix else "openai"
+    if not isinstance(entry, dict) or entry.get("litellm_provider") != provider:
+        raise _AskLitellm  # litellm checks the entry against the provider
+    if any("above_" in k or k.endswith("_per_second") for k in entry if "cost" in k):
+        raise _AskLitellm  # tiered or time-based prices: litellm's arithmetic
+    inp, out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
+    if entry.get("mode") != "chat" or not isinstance(inp, int | float) or not isinstance(out, int | float):
+        raise _AskLitellm  # image, audio, embedding models: priced by other units
+    return float(inp), float(out)
 
 
 def _unknown_model_errors() -> tuple[type[BaseException], ...]:
@@ -36,6 +110,14 @@ def _unknown_model_errors() -> tuple[type[BaseException], ...]:
 @lru_cache(maxsize=256)
 def _cost_map_prices(model: str) -> tuple[float, float] | None:
     """(input, output) USD per token from litellm's bundled cost map, or None if unmapped."""
+    try:
+        return _bundled_prices(model)
+    except _AskLitellm:
+        return _litellm_prices(model)
+
+
+def _litellm_prices(model: str) -> tuple[float, float] | None:
+    """(input, output) USD per token as litellm's ``cost_per_token`` says (litellm imported now)."""
     from semcascade._litellm_env import prepare_litellm_env as _prepare_litellm_env
 
     _prepare_litellm_env()

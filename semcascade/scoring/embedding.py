@@ -14,7 +14,9 @@ Two backends compute the same all-MiniLM-L6-v2 embedding by default:
 
 Models are loaded in the constructor (never at import) and shared between
 scorer instances in one process. All CPU work in :meth:`EmbeddingScorer.judge`
-runs in a worker thread.
+runs in a worker thread; the encodes of concurrent calls are merged into one
+encoder call (:mod:`semcascade.scoring._batching`), so 64 requests at k=5 run a
+few large ONNX calls instead of 64 small ones.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from semcascade.errors import ScorerError
+from semcascade.scoring._batching import EncodeBatcher
 from semcascade.scoring.base import PairJudgement, ScorerKind, check_choice, check_positive_int
 from semcascade.text import strip_question_echo
 
@@ -277,6 +280,13 @@ class EmbeddingScorer:
     ``question_mode``: ``"ignore"`` embeds the answers alone; ``"strip"``
     removes question echo first (:func:`semcascade.text.strip_question_echo`);
     ``"prefix"`` embeds ``"<question> <answer>"``.
+    ``batch_window_ms``/``max_batch``: concurrent :meth:`judge` calls (other
+    requests' tiers, from any thread or event loop) share one encoder call of
+    up to ``max_batch`` texts, collected for up to ``batch_window_ms`` after the
+    first arrives (``None``: no batching, each call encodes alone). With the
+    int8 ONNX model (dynamically quantised activations) an embedding can move in
+    the last digits with what it is batched with, as it already does with the
+    other answers of its own tier.
     """
 
     name: str = "embedding"
@@ -288,20 +298,39 @@ class EmbeddingScorer:
         backend: EmbeddingBackend = "onnx",
         question_mode: EmbeddingQuestionMode = "ignore",
         batch_size: int = 64,
+        batch_window_ms: float | None = 2.0,
+        max_batch: int = 256,
     ) -> None:
         check_choice("embedding", "backend", backend, EmbeddingBackend)
         check_choice("embedding", "question_mode", question_mode, EmbeddingQuestionMode)
         check_positive_int("embedding", "batch_size", batch_size)
+        check_positive_int("embedding", "max_batch", max_batch)
+        if batch_window_ms is not None and (
+            isinstance(batch_window_ms, bool) or not isinstance(batch_window_ms, int | float) or batch_window_ms < 0
+        ):
+            raise ScorerError(
+                "embedding scorer: batch_window_ms must be a number >= 0 (or null: no batching), "
+                f"got {batch_window_ms!r}"
+            )
         self.model = model
         self.backend: EmbeddingBackend = backend
         self.question_mode: EmbeddingQuestionMode = question_mode
         self.batch_size = batch_size
+        self.batch_window_ms = batch_window_ms
+        self.max_batch = max_batch
         self._encoder = _load_encoder(backend, model)
+        #: merges the encodes of concurrent judge() calls (None: each call encodes on its own)
+        self.batcher: EncodeBatcher | None = (
+            EncodeBatcher(self.embed, window_s=batch_window_ms / 1e3, max_batch=max_batch)
+            if batch_window_ms is not None
+            else None
+        )
 
     def __repr__(self) -> str:
         return (
             f"EmbeddingScorer(model={self.model!r}, backend={self.backend!r}, "
-            f"question_mode={self.question_mode!r}, batch_size={self.batch_size})"
+            f"question_mode={self.question_mode!r}, batch_size={self.batch_size}, "
+            f"batch_window_ms={self.batch_window_ms}, max_batch={self.max_batch})"
         )
 
     @property
@@ -323,15 +352,21 @@ class EmbeddingScorer:
             return f"{question.strip()} {answer.strip()}"
         return answer
 
-    def _judge_sync(self, question: str, pairs: Sequence[tuple[str, str]]) -> list[PairJudgement]:
-        conditioned: dict[str, str] = {}  # raw answer -> text to embed
-        index: dict[str, int] = {}  # text to embed -> row (each distinct text embedded once)
+    def _texts(self, question: str, pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, str], dict[str, int]]:
+        """(raw answer -> text to embed, text to embed -> row): each distinct text embedded once."""
+        conditioned: dict[str, str] = {}
+        index: dict[str, int] = {}
         for pair in pairs:
             for raw in pair:
                 if raw not in conditioned:
                     text = conditioned[raw] = self._condition(question, raw)
                     index.setdefault(text, len(index))
-        vectors = self.embed(list(index))
+        return conditioned, index
+
+    @staticmethod
+    def _judgements(
+        vectors: FloatArray, conditioned: dict[str, str], index: dict[str, int], pairs: Sequence[tuple[str, str]]
+    ) -> list[PairJudgement]:
         out = []
         for a, b in pairs:
             va = vectors[index[conditioned[a]]]
@@ -340,8 +375,17 @@ class EmbeddingScorer:
             out.append(PairJudgement(forward=sim, backward=sim, contradiction=None))
         return out
 
+    def _judge_sync(self, question: str, pairs: Sequence[tuple[str, str]]) -> list[PairJudgement]:
+        conditioned, index = self._texts(question, pairs)
+        return self._judgements(self.embed(list(index)), conditioned, index, pairs)
+
     async def judge(self, question: str, pairs: Sequence[tuple[str, str]]) -> list[PairJudgement]:
+        """One judgement per pair; the encode is merged with those of concurrent calls (see ``batch_window_ms``)."""
         pairs = list(pairs)
         if not pairs:
             return []
-        return await asyncio.to_thread(self._judge_sync, question, pairs)
+        if self.batcher is None:
+            return await asyncio.to_thread(self._judge_sync, question, pairs)
+        conditioned, index = self._texts(question, pairs)
+        vectors = await self.batcher.aencode(list(index))
+        return self._judgements(vectors, conditioned, index, pairs)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import cast
 
 import semcascade
 
@@ -66,7 +67,7 @@ def test_import_loads_the_core_only() -> None:
     )
     print(f"import semcascade: {got['s']:.3f}s")
     assert str(got["file"]).startswith(str(REPO))
-    loaded = set(got["loaded"])  # type: ignore[arg-type]
+    loaded = set(cast(list[str], got["loaded"]))
     assert [m for m in NOT_AT_IMPORT if m in loaded] == []
     assert {"semcascade.cascade", "semcascade.config", "numpy"} <= loaded
 
@@ -115,3 +116,55 @@ def test_building_the_local_default_imports_no_litellm() -> None:
         """
     )
     assert got == {"litellm": False}
+
+
+def test_the_cli_help_loads_no_provider_sdk() -> None:
+    got = run(
+        """
+        import contextlib, io, json, sys
+        from semcascade.cli import main
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            try:
+                main(["--help"])
+            except SystemExit as exc:
+                code = exc.code
+        print(json.dumps({"code": code, "usage": "usage:" in out.getvalue(),
+                          "loaded": [m for m in ("litellm", "openai") if m in sys.modules]}))
+        """
+    )
+    assert got == {"code": 0, "usage": True, "loaded": []}
+
+
+#: a config served by the native provider: an unpriced ``openai/`` tier (cost-map lookup) with a
+#: context window (prompt-length check), k=5 and k=1; ``{base}`` is the fault server's URL
+NATIVE_CONFIG = """
+tiers:
+  - {{name: cheap, model: openai/bench-small, api_base: "{base}", k: 5, context_window: 4096}}
+  - {{name: strong, model: openai/bench-large, api_base: "{base}", k: 1, context_window: 8192}}
+scorer: {{name: lexical}}
+"""
+
+
+def test_a_native_provider_generate_imports_no_litellm(tmp_path: Path) -> None:
+    """Cascade.generate and the CLI's ``generate`` through the native provider: litellm never loads."""
+    got = run(
+        f"""
+        import contextlib, io, json, sys
+        from semcascade.testing import FaultServer
+        from semcascade import Cascade
+        from semcascade.cli import main
+        with FaultServer() as server:
+            path = {str(tmp_path / "native.yaml")!r}
+            open(path, "w").write({NATIVE_CONFIG!r}.format(base=server.base_url))
+            with Cascade(path) as cascade:
+                result = cascade.generate_sync("What is the capital of France?")
+            after_generate = "litellm" in sys.modules
+            with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):
+                code = main(["generate", "--config", path, "--quiet", "What is the capital of France?"])
+            print(json.dumps({{"text": result.text, "tier": result.tier, "cli": [code, out.getvalue().strip()],
+                              "after_generate": after_generate,
+                              "litellm": "litellm" in sys.modules, "openai": "openai" in sys.modules}}))
+        """
+    )
+    assert got["text"] == "Paris" and got["tier"] == "cheap" and got["cli"] == [0, "Paris"]
+    assert got["after_generate"] is False and got["litellm"] is False and got["openai"] is False

@@ -50,6 +50,9 @@ class RayCluster:
             **os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": os.pathsep.join(sys.path),
             # a loaded machine starts the node agents slowly; the default wait (15 s) kills the raylet
             "RAY_agent_register_timeout_ms": "180000",
+            # a killed node is declared dead after ~5 missed 1 s health checks (default ~30 s and more)
+            "RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "3000",
+            "RAY_health_check_failure_threshold": "5",
         }  # fmt: skip
 
     def _ray(self) -> str:

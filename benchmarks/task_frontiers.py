@@ -325,10 +325,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for p in prices:
         tasks = []
         source, ratio = "", float("nan")
-        for name, spec in TASKS.items():
-            if not _available(spec):
-                print(f"skipping {name}: its runs are not all recorded", file=sys.stderr)
+        for name, full in TASKS.items():
+            # a run not recorded yet is no candidate; a task whose first (baseline) run is missing is skipped
+            spec = TaskSpec(full.task, tuple(r for r in full.runs if _available(TaskSpec(full.task, (r,)))))
+            if not spec.runs or spec.runs[0] != full.runs[0]:
+                print(f"skipping {name}: its baseline run is not recorded", file=sys.stderr)
                 continue
+            if spec.runs != full.runs:
+                print(f"{name}: without the runs not recorded yet", file=sys.stderr)
             tasks.append(_task(name, spec, p))
             if not source:
                 first = load_run(RESULTS / spec.runs[0].test[0])

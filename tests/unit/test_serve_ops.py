@@ -152,6 +152,13 @@ def test_sigterm_drains_in_flight_and_refuses_new(fault: FaultServer, tmp_path: 
             if "openai.OpenAI(base_url=" in line:
                 break
         assert base is not None, "".join(banner)
+
+        # keep reading the server's output: a full pipe would block its log writes, and so its requests
+        def drain() -> None:
+            for x in proc.stdout or ():
+                banner.append(x)
+
+        threading.Thread(target=drain, daemon=True).start()
         fault.script("latency")  # the in-flight request takes 0.3 s at the provider
         outcome: dict[str, object] = {}
 
@@ -161,7 +168,9 @@ def test_sigterm_drains_in_flight_and_refuses_new(fault: FaultServer, tmp_path: 
 
         t = threading.Thread(target=slow)
         t.start()
-        while fault.stats.in_flight == 0:
+        deadline = time.monotonic() + 30
+        while fault.stats.in_flight == 0 and t.is_alive():
+            assert time.monotonic() < deadline, "the request never reached the provider:\n" + "".join(banner[-20:])
             time.sleep(0.005)
         proc.send_signal(signal.SIGTERM)
         t.join(timeout=10)

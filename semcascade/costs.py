@@ -27,6 +27,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from semcascade.errors import CostMapDeferredError
+
 if TYPE_CHECKING:
     from semcascade.config import TierConfig
 
@@ -38,10 +40,6 @@ _LOCAL_PREFIX = "local/"
 _NATIVE_PREFIXES = ("openai/", "hosted_vllm/", "custom_openai/")
 #: litellm's bundled cost map, inside the installed litellm package
 _BUNDLED_MAP = "model_prices_and_context_window_backup.json"
-
-
-class _AskLitellm(Exception):
-    """The bundled map alone cannot say what litellm would charge for this model."""
 
 
 @functools.cache
@@ -65,10 +63,10 @@ def _bundled_prices(model: str) -> tuple[float, float] | None:
 
     The lookup litellm's ``cost_per_token(model=...)`` makes for these models:
     the model string as written, else without its provider prefix. Raises
-    :class:`_AskLitellm` when litellm has to answer.
+    :class:`CostMapDeferredError` when litellm has to answer.
     """
     if "litellm" in sys.modules or os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP", "True").lower() != "true":
-        raise _AskLitellm  # litellm's live map (registered models, a fetched map) is the truth then
+        raise CostMapDeferredError  # litellm's live map (registered models, a fetched map) is the truth then
     return _lookup_bundled(model)
 
 
@@ -76,22 +74,22 @@ def _lookup_bundled(model: str) -> tuple[float, float] | None:
     """The bundled-map half of :func:`_bundled_prices` (whatever litellm's import state)."""
     prefix = next((p for p in _NATIVE_PREFIXES if model.startswith(p)), None)
     if (prefix is None and "/" in model) or ":" in model:  # another provider; fine-tunes (ft:...)
-        raise _AskLitellm
+        raise CostMapDeferredError
     cost_map = _bundled_map()
     if cost_map is None:
-        raise _AskLitellm
+        raise CostMapDeferredError
     bare = model.removeprefix(prefix) if prefix else model
     entry = cost_map.get(model, cost_map.get(bare))
     if entry is None:  # not in the map under either name: unpriced
         return None
     provider = prefix.rstrip("/") if prefix else "openai"
     if not isinstance(entry, dict) or entry.get("litellm_provider") != provider:
-        raise _AskLitellm  # litellm checks the entry against the provider
+        raise CostMapDeferredError  # litellm checks the entry against the provider
     if any("above_" in k or k.endswith("_per_second") for k in entry if "cost" in k):
-        raise _AskLitellm  # tiered or time-based prices: litellm's arithmetic
+        raise CostMapDeferredError  # tiered or time-based prices: litellm's arithmetic
     inp, out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
     if entry.get("mode") != "chat" or not isinstance(inp, int | float) or not isinstance(out, int | float):
-        raise _AskLitellm  # image, audio, embedding models: priced by other units
+        raise CostMapDeferredError  # image, audio, embedding models: priced by other units
     return float(inp), float(out)
 
 
@@ -112,7 +110,7 @@ def _cost_map_prices(model: str) -> tuple[float, float] | None:
     """(input, output) USD per token from litellm's bundled cost map, or None if unmapped."""
     try:
         return _bundled_prices(model)
-    except _AskLitellm:
+    except CostMapDeferredError:
         return _litellm_prices(model)
 
 

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from semcascade.result import TierTrace
 
 __all__ = [
+    "CostMapDeferredError",
     "UnsafeExpressionError",
     "AuthenticationError",
     "CacheError",
@@ -310,3 +311,8 @@ class BudgetExceededError(CascadeFailedError):
 
 class UnsafeExpressionError(SemcascadeError, ValueError):
     """A model's arithmetic is not a bounded expression over numeric literals (``semcascade.numeric``)."""
+
+
+class CostMapDeferredError(SemcascadeError):
+    """Internal to ``semcascade.costs``: the bundled cost map alone cannot say what litellm would charge
+    for this model, so litellm is asked (never raised to callers)."""

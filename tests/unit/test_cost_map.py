@@ -39,7 +39,7 @@ def test_every_price_read_from_the_bundled_map_is_litellms() -> None:
     for name in names:
         try:
             native[name] = costs._lookup_bundled(name)
-        except costs._AskLitellm:
+        except costs.CostMapDeferredError:
             continue
     assert sum(p is not None for p in native.values()) >= 50  # the common chat models are priced natively
     assert native["openai/bench"] is None and native["bench"] is None

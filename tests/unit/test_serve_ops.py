@@ -166,10 +166,11 @@ def test_sigterm_drains_in_flight_and_refuses_new(fault: FaultServer, tmp_path: 
             r = httpx.post(base + "/v1/chat/completions", json={"model": "drain", "messages": Q}, timeout=10)
             outcome["status"], outcome["body"] = r.status_code, r.json()
 
+        seen = fault.stats.requests  # an earlier test's request may still be in flight: wait for this one
         t = threading.Thread(target=slow)
         t.start()
         deadline = time.monotonic() + 30
-        while fault.stats.in_flight == 0 and t.is_alive():
+        while (fault.stats.requests == seen or fault.stats.in_flight == 0) and t.is_alive():
             assert time.monotonic() < deadline, "the request never reached the provider:\n" + "".join(banner[-20:])
             time.sleep(0.005)
         proc.send_signal(signal.SIGTERM)

@@ -41,15 +41,14 @@ import yaml
 from semcascade.calibration.run import (
     CalibrationReport,
     HeldOut,
-    _paired_records,
+    calibration_split,
     run_config_path,
-    split_records,
     write_calibrated_config,
 )
-from semcascade.calibration.solver import LAMBDAS, StageTable, ThresholdChoice, shadow_price_thresholds
+from semcascade.calibration.solver import LAMBDAS, StageTable, ThresholdChoice, check_records, shadow_price_thresholds
 from semcascade.certificate import LossName, PValueName, RiskCertificate, risk_pvalue
 from semcascade.errors import CalibrationError
-from semcascade.evaluation.records import EvalRun, load_run
+from semcascade.evaluation.records import EvalRun
 from semcascade.evaluation.replay import ExampleRecord, cascade_outcomes, summarize, tier_alone
 
 __all__ = [
@@ -276,16 +275,7 @@ def calibrate_risk(
         raise CalibrationError(f"--delta must be in (0, 1), got {delta}")
     if correction not in ("fixed_sequence", "bonferroni"):
         raise CalibrationError(f"unknown correction {correction!r}; choose fixed_sequence or bonferroni")
-    if not records:
-        raise CalibrationError("no examples to calibrate on; pass a results folder with examples")
-    k = len(records[0].tiers)
-    if k < 2:
-        raise CalibrationError("a one-tier run has no thresholds to calibrate; evaluate a config with >= 2 tiers")
-    known = {s for r in records for t in r.tiers[:-1] for s, v in t.scores.items() if v is not None}
-    if signal not in known:
-        raise CalibrationError(
-            f"no scores for signal {signal!r} in these results; choose one of {', '.join(sorted(known)) or '(none)'}"
-        )
+    k = check_records(records, signal)
     test_recs: Sequence[ExampleRecord] = records
     n_path = 0
     if k == 2:
@@ -412,16 +402,7 @@ def calibrate_risk_run(
     calibration_run: str | os.PathLike[str] | EvalRun | None = None,
 ) -> RiskReport:
     """Certify thresholds on the run's calibration split and replay them on its held-out split."""
-    run = results if isinstance(results, EvalRun) else load_run(results)
-    sig = signal or run.shipped_signal or (run.signals[0] if run.signals else None)
-    if sig is None or sig not in run.signals:
-        raise CalibrationError(
-            f"no scores for signal {sig!r} in {run.path}; choose --signal from {', '.join(run.signals) or '(none)'}"
-        )
-    if calibration_run is None:
-        cal, test, note = split_records(run, seed=seed)
-    else:
-        cal, test, note = _paired_records(run, calibration_run, sig)
+    run, sig, cal, test, note = calibration_split(results, signal, seed=seed, calibration_run=calibration_run)
     choice = calibrate_risk(cal, sig, eps=eps, delta=delta, loss=loss, correction=correction, seed=seed)
     candidates = [choice.thresholds] if choice.thresholds is not None else []
     if choice.plain_thresholds is not None:

@@ -135,6 +135,27 @@ class CalibrationReport:
         return "\n".join(lines)
 
 
+def calibration_split(
+    results: str | os.PathLike[str] | EvalRun,
+    signal: str | None,
+    *,
+    seed: int = 0,
+    calibration_run: str | os.PathLike[str] | EvalRun | None = None,
+) -> tuple[EvalRun, str, list[ExampleRecord], list[ExampleRecord], str]:
+    """(run, signal, calibration, held-out, how split): ``signal`` defaults to the run's shipped one."""
+    run = results if isinstance(results, EvalRun) else load_run(results)
+    sig = signal or run.shipped_signal or (run.signals[0] if run.signals else None)
+    if sig is None or sig not in run.signals:
+        raise CalibrationError(
+            f"no scores for signal {sig!r} in {run.path}; choose --signal from {', '.join(run.signals) or '(none)'}"
+        )
+    if calibration_run is None:
+        cal, test, note = split_records(run, seed=seed)
+    else:
+        cal, test, note = _paired_records(run, calibration_run, sig)
+    return run, sig, cal, test, note
+
+
 def calibrate_run(
     results: str | os.PathLike[str] | EvalRun,
     *,
@@ -151,16 +172,7 @@ def calibrate_run(
     With ``calibration_run`` (e.g. ``semcascade eval --split calibration``), choose them on that run and
     measure them on every example of ``results`` it does not hold (e.g. the ``--split test`` run).
     """
-    run = results if isinstance(results, EvalRun) else load_run(results)
-    sig = signal or run.shipped_signal or (run.signals[0] if run.signals else None)
-    if sig is None or sig not in run.signals:
-        raise CalibrationError(
-            f"no scores for signal {sig!r} in {run.path}; choose --signal from {', '.join(run.signals) or '(none)'}"
-        )
-    if calibration_run is None:
-        cal, test, note = split_records(run, seed=seed)
-    else:
-        cal, test, note = _paired_records(run, calibration_run, sig)
+    run, sig, cal, test, note = calibration_split(results, signal, seed=seed, calibration_run=calibration_run)
     choice = calibrate_thresholds(
         cal, sig, budget=budget, quality=quality, quality_relative=quality_relative, method=method
     )

@@ -229,6 +229,21 @@ def _describe_target(budget: float | None, quality: float | None) -> str:
     return f"cost <= {budget:g} x the final tier alone" if budget is not None else f"quality >= {quality:.4g}"
 
 
+def check_records(records: Sequence[ExampleRecord], signal: str) -> int:
+    """The records' number of tiers, after checking they can be calibrated on ``signal``."""
+    if not records:
+        raise CalibrationError("no examples to calibrate on; pass a results folder with examples")
+    k = len(records[0].tiers)
+    if k < 2:
+        raise CalibrationError("a one-tier run has no thresholds to calibrate; evaluate a config with >= 2 tiers")
+    known = {s for r in records for t in r.tiers[:-1] for s, v in t.scores.items() if v is not None}
+    if signal not in known:
+        raise CalibrationError(
+            f"no scores for signal {signal!r} in these results; choose one of {', '.join(sorted(known)) or '(none)'}"
+        )
+    return k
+
+
 def calibrate_thresholds(
     records: Sequence[ExampleRecord],
     signal: str,
@@ -249,16 +264,7 @@ def calibrate_thresholds(
         raise CalibrationError("give exactly one target: a cost budget or a quality target")
     if budget is not None and not budget > 0:
         raise CalibrationError(f"budget must be a positive multiple of the final tier's cost, got {budget}")
-    if not records:
-        raise CalibrationError("no examples to calibrate on; pass a results folder with examples")
-    k = len(records[0].tiers)
-    if k < 2:
-        raise CalibrationError("a one-tier run has no thresholds to calibrate; evaluate a config with >= 2 tiers")
-    known = {s for r in records for t in r.tiers[:-1] for s, v in t.scores.items() if v is not None}
-    if signal not in known:
-        raise CalibrationError(
-            f"no scores for signal {signal!r} in these results; choose one of {', '.join(sorted(known)) or '(none)'}"
-        )
+    k = check_records(records, signal)
     if method == "auto":
         method = "exact" if k == 2 else "shadow-price"
     if method not in ("exact", "shadow-price"):

@@ -91,7 +91,7 @@ TASKS: dict[str, TaskSpec] = {
         "math",
         (
             RunSpec("greedy P(T)", ("math-greedy-test",), ("math-greedy-calibration",), shipped=True),
-            RunSpec("k=5 vote", ("math-test",), ("math-calibration",)),
+            RunSpec("k=5 vote", ("math-vote-test",), ("math-vote-calibration",)),
         ),
     ),
 }

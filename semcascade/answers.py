@@ -9,12 +9,18 @@ chatter, not the answer, and breaks lexical and majority agreement. An
 - ``"first_line"``: the first non-empty line;
 - ``"short"``: the first non-empty line without answer preambles
   ("Answer:", "The answer is"), wrapping quotes or bold markers and a
-  trailing full stop.
+  trailing full stop;
+- ``"number"``: the final numeric answer (a ``#### N`` line, an arithmetic
+  expression evaluated by :func:`semcascade.numeric.safe_eval`, the last
+  number: see :func:`semcascade.numeric.extract_number`), written as
+  :func:`semcascade.numeric.format_number` writes it (math word problems).
 
 >>> extract_answer("The answer is: **Texas**.\\n\\nTexas is a state.", "short")
 'Texas'
 >>> extract_answer("  Paris\\nThe capital of France.", "first_line")
 'Paris'
+>>> extract_answer("(3 * 12) - 5", "number")
+'31'
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from __future__ import annotations
 import re
 from typing import Literal, get_args
 
+from semcascade.numeric import extract_number, format_number
+
 __all__ = ["ANSWER_FORMATS", "AnswerFormat", "extract_answer"]
 
-AnswerFormat = Literal["raw", "first_line", "short"]
+AnswerFormat = Literal["raw", "first_line", "short", "number"]
 ANSWER_FORMATS: tuple[str, ...] = get_args(AnswerFormat)
 
 _PREAMBLE = re.compile(
@@ -67,5 +75,8 @@ def extract_answer(text: str, fmt: str = "raw") -> str:
     raw = text.strip()
     if fmt == "raw":
         return raw
+    if fmt == "number":
+        value = extract_number(raw)
+        return raw if value is None else format_number(value)
     out = _first_line(raw) if fmt == "first_line" else _short(raw)
     return out or raw

@@ -36,6 +36,7 @@ DEMO_QUESTIONS = [
     "empty since 2009, will be restored with a grant from the regional government. Work starts in spring "
     "and the library is expected to open in two years. Residents had campaigned for the plan for a decade.",
     "今日はとても暑いですね。",
+    "A baker makes 12 trays of 24 cookies and sells 230 of them. How many cookies are left?",
 ]
 
 

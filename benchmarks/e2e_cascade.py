@@ -5,8 +5,11 @@ itself. The cascade and the strong-tier-alone baseline alternate question by
 question (one request in flight), so machine noise hits both alike; the
 llama-server prompt cache is turned off for every tier so no request is timed
 on a warm cache left by another. Figures are ratios against the baseline.
+``--litellm`` adds the same cascade sent through litellm (``provider: litellm``,
+the request path before the native provider) to the rotation: the provider
+path's before and after, in one run.
 
-    python benchmarks/e2e_cascade.py --dataset halueval_qa --split test --n 500 --limit 150
+    python benchmarks/e2e_cascade.py --dataset halueval_qa --split test --n 500 --limit 150 --litellm
 
 writes ``benchmarks/results/e2e_cascade.{json,md}``.
 """
@@ -25,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from semcascade import Cascade, CascadeConfig, load_config
+from semcascade.config import ProviderConfig
 from semcascade.evaluation.datasets import load_dataset
 from semcascade.evaluation.prompts import get_template
 from semcascade.evaluation.quality import get_task_metrics
@@ -42,6 +46,11 @@ def _no_prompt_cache(cfg: CascadeConfig) -> CascadeConfig:
     return cfg.model_copy(update={"tiers": tiers})
 
 
+def _via_litellm(cfg: CascadeConfig) -> CascadeConfig:
+    litellm = ProviderConfig(name="litellm")
+    return cfg.model_copy(update={"tiers": [t.model_copy(update={"provider": litellm}) for t in cfg.tiers]})
+
+
 def _strong_only(cfg: CascadeConfig) -> CascadeConfig:
     return cfg.model_copy(update={"tiers": [cfg.tiers[-1].model_copy(update={"k": 1})]})
 
@@ -51,7 +60,9 @@ def _stats(xs: list[float]) -> dict[str, float]:
     return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95))}
 
 
-def run(config: str | None, dataset: str, split: str, n: int, limit: int | None, seed: int) -> dict[str, Any]:
+def run(
+    config: str | None, dataset: str, split: str, n: int, limit: int | None, seed: int, litellm: bool = False
+) -> dict[str, Any]:
     examples = load_dataset(dataset, n, seed, split)[:limit]
     task = examples[0].task
     template, metrics = get_template(task), get_task_metrics(task)
@@ -61,45 +72,59 @@ def run(config: str | None, dataset: str, split: str, n: int, limit: int | None,
     rows = []
     with Cascade(cfg) as cascade:
         cascade.prepare()
-        strong = Cascade(_strong_only(cfg), local_server=cascade.local_server)
-        for ex in tqdm(examples, desc="cascade vs strong alone", unit="q"):
+        systems = {"cascade": cascade, "strong": Cascade(_strong_only(cfg), local_server=cascade.local_server)}
+        if litellm:
+            systems["cascade via litellm"] = Cascade(_via_litellm(cfg), local_server=cascade.local_server)
+        names = list(systems)
+        for i, ex in enumerate(tqdm(examples, desc=" vs ".join(names), unit="q")):
             msgs = template.render(ex)
-            r = cascade.generate_sync(msgs)
-            s = strong.generate_sync(msgs)
-            rows.append({
-                "id": ex.id, "escalated": r.escalated,
-                "cascade": {"quality": metrics.score(r.text, ex.references), "cost": r.cost, "latency_s": r.latency_s},
-                "strong": {"quality": metrics.score(s.text, ex.references), "cost": s.cost, "latency_s": s.latency_s},
-            })  # fmt: skip
-    out: dict[str, Any] = {"dataset": dataset, "split": split, "n": len(rows), "seed": seed}
-    for system in ("cascade", "strong"):
+            row: dict[str, Any] = {"id": ex.id}
+            for name in names[i % len(names) :] + names[: i % len(names)]:  # rotate who goes first
+                r = systems[name].generate_sync(msgs)
+                row[name] = {"quality": metrics.score(r.text, ex.references), "cost": r.cost,
+                             "latency_s": r.latency_s, "escalated": r.escalated}  # fmt: skip
+            row["escalated"] = row["cascade"]["escalated"]
+            rows.append(row)
+    out: dict[str, Any] = {"dataset": dataset, "split": split, "n": len(rows), "seed": seed, "systems": names}
+    for system in names:
         out[system] = {
             "quality": float(np.mean([r[system]["quality"] for r in rows])),
             "cost": float(sum(r[system]["cost"] for r in rows)),
             "latency_s": _stats([r[system]["latency_s"] for r in rows]),
+            "escalation_rate": float(np.mean([r[system]["escalated"] for r in rows])),
         }
     out["cost_ratio"] = out["cascade"]["cost"] / out["strong"]["cost"]
     out["latency_ratio_mean"] = out["cascade"]["latency_s"]["mean"] / out["strong"]["latency_s"]["mean"]
     out["latency_ratio_p50"] = out["cascade"]["latency_s"]["p50"] / out["strong"]["latency_s"]["p50"]
-    out["escalation_rate"] = float(np.mean([r["escalated"] for r in rows]))
+    out["escalation_rate"] = out["cascade"]["escalation_rate"]
     out["rows"] = rows
     return out
 
 
 def markdown(res: dict[str, Any], command: str) -> str:
-    c, s = res["cascade"], res["strong"]
-    return (
+    s = res["strong"]
+    lines = [
         f"# End to end, real calls: cascade vs strong tier alone ({res['dataset']}, {res['split']} split, "
-        f"n={res['n']})\n\nCommand: `{command}`. Alternating question by question, one request in flight, "
-        "no response cache, llama-server prompt cache off.\n\n"
-        "| system | quality | cost / strong | mean latency s | p50 s | p95 s | latency / strong (mean) | escalated |\n"
-        "|---|---|---|---|---|---|---|---|\n"
-        f"| cascade | {c['quality']:.3f} | {res['cost_ratio']:.2f} | {c['latency_s']['mean']:.2f} | "
-        f"{c['latency_s']['p50']:.2f} | {c['latency_s']['p95']:.2f} | {res['latency_ratio_mean']:.2f} | "
-        f"{res['escalation_rate']:.2f} |\n"
-        f"| strong alone | {s['quality']:.3f} | 1.00 | {s['latency_s']['mean']:.2f} | {s['latency_s']['p50']:.2f} | "
-        f"{s['latency_s']['p95']:.2f} | 1.00 | - |\n"
-    )
+        f"n={res['n']})",
+        "",
+        f"Command: `{command}`. Question by question, one request in flight, the systems in rotating order, "
+        "no response cache, llama-server prompt cache off.",
+        "",
+        "| system | quality | cost / strong | mean latency s | p50 s | p95 s | latency / strong (mean) | "
+        "latency / strong (p50) | escalated |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in res.get("systems", ["cascade", "strong"]):
+        c = res[name]
+        esc = "-" if name == "strong" else f"{c.get('escalation_rate', res['escalation_rate']):.2f}"
+        label = "strong alone" if name == "strong" else name
+        lines.append(
+            f"| {label} | {c['quality']:.3f} | {c['cost'] / s['cost']:.2f} | {c['latency_s']['mean']:.2f} | "
+            f"{c['latency_s']['p50']:.2f} | {c['latency_s']['p95']:.2f} | "
+            f"{c['latency_s']['mean'] / s['latency_s']['mean']:.2f} | "
+            f"{c['latency_s']['p50'] / s['latency_s']['p50']:.2f} | {esc} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -110,9 +135,10 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--limit", type=int, default=None, help="only the first LIMIT questions of the --n draw")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--litellm", action="store_true", help="also the same cascade through litellm (the old path)")
     args = ap.parse_args()
     started = time.perf_counter()
-    res = run(args.config, args.dataset, args.split, args.n, args.limit, args.seed)
+    res = run(args.config, args.dataset, args.split, args.n, args.limit, args.seed, args.litellm)
     res["elapsed_s"] = time.perf_counter() - started
     res["machine"] = platform.platform()
     command = "python benchmarks/e2e_cascade.py " + " ".join(sys.argv[1:])

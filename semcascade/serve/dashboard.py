@@ -21,15 +21,16 @@ _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
 header{background:#1d2330;color:#fff;padding:10px 18px;display:flex;gap:18px;align-items:baseline}
 header h1{font-size:17px;margin:0}#status{opacity:.8;font-size:12px}
-main{padding:14px 18px;display:grid;gap:14px;grid-template-columns:repeat(auto-fill,minmax(560px,1fr))}
+main{padding:14px 18px;display:grid;gap:14px;grid-template-columns:repeat(auto-fill,minmax(610px,1fr))}
 section{background:#fff;border:1px solid #d8dce3;border-radius:6px;padding:10px 14px}
 h2{font-size:15px;margin:0 0 6px}h2 small{font-weight:normal;color:#667}
 dl{display:grid;grid-template-columns:repeat(4,auto);gap:2px 12px;margin:4px 0 8px;font-size:13px}
 dt{color:#667}dd{margin:0;font-variant-numeric:tabular-nums}
 .alarm{color:#b3261e;font-weight:600}.charts{display:flex;gap:10px;flex-wrap:wrap}
-figure{margin:0}figcaption{font-size:12px;color:#667}svg text{font-size:10px;fill:#556}
+figure{margin:0}figcaption{font-size:12px;color:#667;width:0;min-width:100%}svg text{font-size:10px;fill:#556}
 table{border-collapse:collapse;width:100%;font-size:12px}td,th{text-align:left;padding:2px 6px;
-border-bottom:1px solid #eee;vertical-align:top}details summary{cursor:pointer}
+border-bottom:1px solid #eee;vertical-align:top;white-space:nowrap}
+td:last-child{white-space:normal}details summary{cursor:pointer}
 #key{display:none;padding:18px}#key.show{display:block}
 """
 
@@ -58,7 +59,7 @@ function fig(metric, value, shown, extra) {
   return el("dd", a, shown);
 }
 function rateChart(t) {
-  const W = 300, H = 120, L = 28, B = 16, n = t.series.length;
+  const W = 230, H = 120, L = 28, B = 16, n = t.series.length;
   const s = sv("svg", {width: W, height: H, "data-chart": "rate"});
   const x0 = n ? t.series[0][0] : 0, x1 = n ? Math.max(t.series[n - 1][0], x0 + 1) : 1;
   const X = v => L + (W - L - 6) * (v - x0) / (x1 - x0), Y = r => (H - B) - (H - B - 6) * r;
@@ -73,28 +74,28 @@ function rateChart(t) {
     s.append(sv("text", {x: 2, y: Y(r) + 3}, r.toFixed(1)));
   }
   s.append(sv("text", {x: L, y: H - 3}, n ? "request " + x0 : "no requests yet"));
-  if (n) s.append(sv("text", {x: W - 60, y: H - 3}, "request " + t.series[n - 1][0]));
+  if (n) s.append(sv("text", {x: W - 62, y: H - 3}, "request " + t.series[n - 1][0]));
   const pts = t.series.map(p => X(p[0]).toFixed(1) + "," + Y(p[2]).toFixed(1)).join(" ");
   if (n) s.append(sv("polyline", {points: pts, fill: "none", stroke: "#c2410c", "stroke-width": 2,
                                   "data-points": n}));
-  return el("figure", {}, s, el("figcaption", {}, "escalation rate (last " + t.window +
-    " requests) vs calibration band"));
+  return el("figure", {}, s, el("figcaption", {}, "escalation rate, last " + t.window + " requests" +
+    (t.band ? " (band: baseline ± drift shift)" : "")));
 }
 function costChart(t) {
-  const W = 150, H = 120, top = Math.max(t.cost, t.strong_only_cost_estimate || 0) || 1;
+  const W = 130, H = 120, top = Math.max(t.cost, t.strong_only_cost_estimate || 0) || 1;
   const s = sv("svg", {width: W, height: H, "data-chart": "cost"});
   const bar = (i, v, color, label) => {
     const h = v === null ? 0 : (H - 30) * v / top;
-    s.append(sv("rect", {x: 20 + i * 60, y: H - 16 - h, width: 40, height: h, fill: color}));
-    s.append(sv("text", {x: 20 + i * 60, y: H - 4}, label));
-    s.append(sv("text", {x: 20 + i * 60, y: H - 20 - h}, money(v)));
+    s.append(sv("rect", {x: 10 + i * 60, y: H - 16 - h, width: 40, height: h, fill: color}));
+    s.append(sv("text", {x: 10 + i * 60, y: H - 4}, label));
+    s.append(sv("text", {x: 10 + i * 60, y: H - 20 - h}, money(v)));
   };
   bar(0, t.cost, "#0f766e", "cascade");
   bar(1, t.strong_only_cost_estimate, "#9ca3af", "strong");
   return el("figure", {}, s, el("figcaption", {}, "cost vs strong tier alone (est.)"));
 }
 function scoreChart(t) {
-  const W = 300, H = 120, c = t.scores.counts, base = t.scores.baseline_counts, k = c.length;
+  const W = 190, H = 120, c = t.scores.counts, base = t.scores.baseline_counts, k = c.length;
   const total = c.reduce((a, b) => a + b, 0), btotal = base.reduce((a, b) => a + b, 0);
   const top = Math.max(1, ...c, ...(btotal ? base.map(b => b * total / btotal) : [0]));
   const s = sv("svg", {width: W, height: H, "data-chart": "scores"}), bw = (W - 10) / k;

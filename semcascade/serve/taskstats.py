@@ -237,7 +237,7 @@ class TaskStats:
         self._texts = texts
         self.entries: dict[tuple[str, str], TaskEntry] = {}
         for name, cascade in models.items():
-            for task in [None, *cascade.config.task_names]:
+            for task in [*cascade.config.task_names, None]:
                 cfg = cascade.config if task is None else cascade.config.task_config(task)
                 band, window, baseline = _band(cfg)
                 label = DEFAULT_TASK if task is None else task

@@ -223,7 +223,7 @@ def _band(cfg: CascadeConfig) -> tuple[Band | None, int, list[int]]:
     if not drift.enabled or drift.baseline is None:
         return None, _DEFAULT_WINDOW, [0] * (len(SCORE_BUCKETS) + 1)
     p0 = drift.baseline.escalation_rate
-    band = Band(p0, max(0.0, p0 - drift.shift), min(1.0, p0 + drift.shift))
+    band = Band(p0, max(0.0, round(p0 - drift.shift, 12)), min(1.0, round(p0 + drift.shift, 12)))
     return band, rate_window(drift.window), _counts(list(drift.baseline.scores))
 
 

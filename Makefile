@@ -62,6 +62,7 @@ integration: prepare
 # Debian services the tests start themselves (a clean CI machine has none of them).
 services:
 	command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 test: prepare lint services
 	$(BIN)/python -m pytest -q

@@ -55,6 +55,7 @@ __all__ = [
     "EscalationCusum",
     "cusum_threshold",
     "ks_pvalue",
+    "rate_window",
 ]
 
 log = logging.getLogger("semcascade.drift")
@@ -117,6 +118,11 @@ class DriftAlarm:
             f"{where}{self.detail} after {self.at_request} requests; thresholds were chosen on other traffic: "
             "re-run `semcascade eval` on recent traffic and `semcascade calibrate`"
         )
+
+
+def rate_window(window: int) -> int:
+    """How many recent requests :attr:`DriftMonitor.escalation_rate` is taken over (``window``, at least 50)."""
+    return max(window, 50)
 
 
 def _llr(p0: float, p1: float) -> tuple[float, float]:
@@ -200,7 +206,7 @@ class DriftMonitor:
         tests_per_10k = 10_000 / self.window
         self.alpha = (self.false_alarms_per_10k / 2) / tests_per_10k
         self._scores: deque[float] = deque(maxlen=self.window)
-        self._recent: deque[bool] = deque(maxlen=max(self.window, 50))
+        self._recent: deque[bool] = deque(maxlen=rate_window(self.window))
         self._losses: list[float] = []
         self.labelled = 0
 

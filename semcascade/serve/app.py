@@ -2,7 +2,8 @@
 
 Routes: ``POST /v1/chat/completions`` (JSON or server-sent events), ``GET /v1/models``,
 ``GET /health`` (alive), ``GET /ready`` (models and scorers loaded), ``GET /metrics`` (Prometheus),
-``GET /openapi.json`` (the documented request schema and status codes).
+``GET /openapi.json`` (the documented request schema and status codes), ``GET /dashboard`` (a page of the
+per-task escalation figures) and ``GET /dashboard/data.json`` (its data, the per-task series of /metrics).
 
     app = create_app({"semcascade": Cascade("configs/local.yaml")}, ServeConfig(auth="off"))
 """
@@ -32,12 +33,14 @@ from semcascade.config import ServeConfig
 from semcascade.errors import DeadlineExceededError, RequestRejectedError, ServeError
 from semcascade.result import CascadeResult
 from semcascade.serve.auth import KeyCheck
+from semcascade.serve.dashboard import CSP, PAGE
 from semcascade.serve.errors import error_body, from_exception, provider_error_kind
 from semcascade.serve.limits import Admission
 from semcascade.serve.metrics import ServeMetrics
 from semcascade.serve.observe import ObservedProvider, request_errors
 from semcascade.serve.schema import ChatRequest, parse_chat_request, request_schema
 from semcascade.serve.streaming import DONE, WhitespaceTrim, chunk, sse
+from semcascade.serve.taskstats import TaskCollector, TaskStats
 
 __all__ = ["DEADLINE_HEADER", "ServeState", "ServedModel", "create_app", "observed_cascade"]
 
@@ -47,6 +50,8 @@ log = logging.getLogger("semcascade.serve")
 DEADLINE_HEADER = "x-semcascade-deadline"
 _JSON = "application/json"
 _UNKNOWN = "_unknown"
+_PAGE_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff", "cache-control": "no-store",
+                 "referrer-policy": "no-referrer"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,9 @@ class ServeState:
                 self._add(ServedModel(f"{name}/{task}", cascade, task))
         self.cascades = list(models.values())
         self.metrics = ServeMetrics()
+        #: per-task figures (escalations, drift, cost): /metrics and /dashboard/data.json render them
+        self.tasks = TaskStats(models, texts=serve.log_prompts)
+        self.metrics.registry.register(TaskCollector(self.tasks))
         self.admission = Admission(serve.max_in_flight, serve.max_queue, serve.retry_after_s)
         self.ready = False
         self.leftover_tasks: list[str] = []
@@ -400,6 +408,7 @@ class CascadeCall:
             m.provider_errors.labels(name, kind).inc()
         if result is not None:
             m.result(name, result)
+            st.tasks.record(self.served.cascade, result, request_id=self.rid, served=name)
             if self.ttft is not None:
                 m.ttft.labels(name, "true" if result.escalated else "false").observe(self.ttft)
         elif failure is not None and hasattr(failure, "trace"):
@@ -490,6 +499,17 @@ def create_app(models: Mapping[str, Cascade] | ServeState, serve: ServeConfig | 
             return rejected(err, "-")
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    async def dashboard(request: Request) -> Response:
+        return Response(PAGE, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+
+    async def dashboard_data(request: Request) -> Response:
+        try:
+            state.auth.check(request.headers.get("authorization", "").encode() or None)
+        except RequestRejectedError as err:
+            return rejected(err, "-")
+        body = json.dumps(state.tasks.snapshot()).encode()
+        return Response(body, media_type=_JSON, headers={"cache-control": "no-store"})
+
     async def openapi(request: Request) -> Response:
         return Response(json.dumps(openapi_spec()).encode(), media_type=_JSON)
 
@@ -516,6 +536,8 @@ def create_app(models: Mapping[str, Cascade] | ServeState, serve: ServeConfig | 
             Route("/ready", ready, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/dashboard", dashboard, methods=["GET"]),
+            Route("/dashboard/data.json", dashboard_data, methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

@@ -41,6 +41,7 @@ def banner(base: str, model: str, *, auth: bool, env: str) -> str:
             f'    r = client.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "Hi"}}])',
             "",
             f"  metrics: {base}/metrics   health: {base}/health   ready: {base}/ready",
+            f"  dashboard: {base}/dashboard   (escalations, drift and cost per task)",
             "  Ctrl-C / SIGTERM drains in-flight requests and stops (the local server too)",
         ]
     )

@@ -31,7 +31,8 @@ DEMO_QUESTIONS = [
     "above sea level.\nQuestion: How high is Mount Kilimanjaro?",
     "Who wrote the novel One Hundred Years of Solitude?",
     "In which year did the Berlin Wall fall?",
-    # with a task classifier (the embedded default's task: auto) these go to their own tasks' cascades
+    # with a task classifier (the embedded default's task: auto) these go to the tasks it predicts; it was fitted
+    # on the eval datasets' prompts, and this short news paragraph (no CNN/DM article) it takes for closed-book qa
     "The city council voted on Tuesday to turn the old railway depot into a public library. The building, "
     "empty since 2009, will be restored with a grant from the regional government. Work starts in spring "
     "and the library is expected to open in two years. Residents had campaigned for the plan for a decade.",

@@ -494,6 +494,7 @@ def create_app(models: Mapping[str, Cascade] | ServeState, serve: ServeConfig | 
             state.auth.check(request.headers.get("authorization", "").encode() or None)
         except RequestRejectedError as err:
             return rejected(err, "-")
+        state.metrics.state_health(c.state.health.snapshot() for c in state.cascades)
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def openapi(request: Request) -> Response:

@@ -82,6 +82,12 @@ class RayCluster:
         self._wait_nodes(self.nodes, deadline)
         return self
 
+    def add_node(self, timeout_s: float = 300.0) -> None:
+        """Start one more worker node joining the running cluster; return once it is alive."""
+        self.procs.append(self._node(head=False))
+        self.nodes = len(self.procs)
+        self._wait_nodes(self.nodes, time.monotonic() + timeout_s)
+
     def _wait_nodes(self, n: int, deadline: float) -> None:
         probe = (
             "import ray,sys; ray.init(address=sys.argv[1], log_to_driver=False); "

@@ -14,9 +14,6 @@ import contextlib
 import os
 import random
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -36,6 +33,7 @@ from semcascade.state.base import create_state_store
 from semcascade.state.redis_store import RedisLedger
 from semcascade.testing import FaultServer
 from semcascade.testing.redis_server import RedisServer
+from semcascade.testing.serve_process import ServeProcess
 
 pytestmark = pytest.mark.redis
 
@@ -96,40 +94,6 @@ def _configs(server: FaultServer, redis: RedisServer, tmp: Path) -> list[Path]:
     return paths
 
 
-class Replica:
-    """One ``semcascade serve`` process (port 0: it prints the one it got)."""
-
-    def __init__(self, configs: list[Path]) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "SEMCASCADE_LOG_LEVEL": "WARNING"}
-        cmd = [sys.executable, "-m", "semcascade.cli", "serve", "--port", "0", "--no-auth"]
-        for c in configs:
-            cmd += ["--config", str(c)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        self.output: list[str] = []
-        self.base = ""
-
-    def wait_banner(self) -> str:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-            if "semcascade serve: http://" in line:
-                self.base = line.split()[2]
-            if "openai.OpenAI(base_url=" in line:
-                break
-        assert self.base, "".join(self.output)
-        # keep reading: a full pipe would block the server's writes, and so its requests
-        threading.Thread(target=lambda: self.output.extend(self.proc.stdout or ()), daemon=True).start()
-        return self.base
-
-    def client(self) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=self.base, api_key="none", max_retries=0, timeout=60.0)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-
 @pytest.fixture(name="upstream")
 def upstream_fixture() -> Iterator[FaultServer]:
     os.environ.setdefault(KEY_ENV, "fault-dummy-key")
@@ -138,16 +102,16 @@ def upstream_fixture() -> Iterator[FaultServer]:
 
 
 @pytest.fixture(name="replicas")
-def replicas_fixture(upstream: FaultServer, redis_server: RedisServer, tmp_path: Path) -> Iterator[list[Replica]]:
+def replicas_fixture(upstream: FaultServer, redis_server: RedisServer, tmp_path: Path) -> Iterator[list[ServeProcess]]:
     configs = _configs(upstream, redis_server, tmp_path)
-    reps = [Replica(configs) for _ in range(3)]  # started together: they load in parallel
+    reps = [ServeProcess(configs, pythonpath=str(REPO)) for _ in range(3)]  # started together: they load in parallel
     try:
         for r in reps:
-            r.wait_banner()
+            r.wait()
         yield reps
     finally:
         for i, r in enumerate(reps):
-            r.stop()
+            r.kill()
             print(f"--- replica {i} output (tail)\n" + "".join(r.output[-30:]))  # shown when the test fails
 
 
@@ -166,15 +130,17 @@ def _mem_requests(server: FaultServer) -> list[dict[str, Any]]:
 
 @pytest.mark.load
 def test_three_replicas_share_limits_budget_caches_and_memory(
-    upstream: FaultServer, redis_server: RedisServer, replicas: list[Replica]
+    upstream: FaultServer, redis_server: RedisServer, replicas: list[ServeProcess]
 ) -> None:
-    cfg_load, cfg_mem = (load_config(p) for p in _config_paths(replicas))
+    cfg_load, cfg_mem = (load_config(p) for p in replicas[0].configs)
     ledger = create_state_store(cfg_load).ledger("run", BUDGET, None, scope="run")
     strategies = create_state_store(cfg_mem).strategy_store(MemoryConfig(enabled=True))
     assert isinstance(ledger, RedisLedger)
 
     async def main() -> None:
-        clients = [r.client() for r in replicas]
+        clients = [
+            openai.AsyncOpenAI(base_url=r.base_url, api_key="none", max_retries=0, timeout=60.0) for r in replicas
+        ]
         # an answer cached through replica 0 is a hit through replica 1: no upstream call, marked
         h0, m0, t0 = await _chat(clients[0], "load", "What is the capital of France (cache)?")
         seen = upstream.stats.requests
@@ -220,7 +186,7 @@ def test_three_replicas_share_limits_budget_caches_and_memory(
 
         await asyncio.gather(*(worker(w) for w in range(CLIENTS)))
         assert sum(outcomes.values()) == REQUESTS and outcomes["200"] > KILL_AFTER and outcomes["429"] > 0, outcomes
-        assert replicas[0].proc.wait(timeout=10) == -signal.SIGKILL
+        assert replicas[0].proc.wait(timeout=10) == -signal.SIGKILL  # it died (no graceful shutdown)
 
         # the global per-tier concurrency limits held at the upstream (and were reached)
         peaks = upstream.stats.peak_by_model
@@ -248,12 +214,6 @@ def test_three_replicas_share_limits_budget_caches_and_memory(
                 await c.close()
 
     asyncio.run(main())
-
-
-def _config_paths(replicas: list[Replica]) -> list[str]:
-    args = replicas[0].proc.args
-    assert isinstance(args, list)
-    return [str(args[i + 1]) for i, a in enumerate(args) if a == "--config"]
 
 
 def test_redis_stopped_under_serve_fails_closed_with_a_typed_503(upstream: FaultServer, redis_server: RedisServer):

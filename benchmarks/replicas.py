@@ -181,13 +181,14 @@ def _markdown(r: dict[str, Any]) -> str:
         "",
         "Read with care. Every replica, the client, the fault server and redis-server share this machine's "
         "2 cores with other jobs (see the load average), and the script runs at `nice -n 10`, so absolute "
-        "figures are far below what the code does on an idle machine and latencies are dominated by waiting "
-        "for a CPU. On an oversubscribed machine each extra process also claims a larger share of the "
-        "contended cores, so the ratios above 2 on 2 cores say more about the scheduler than about scaling; "
-        "what they do show is that the shared Redis store (one global ledger, global tier slots, one answer "
-        "cache) is not a bottleneck that caps several replicas at one replica's throughput. The upstream "
-        "latency keeps each replica mostly waiting (not CPU-bound on its own), as in front of a real provider. "
-        "Errors: requests answered with an HTTP error (kinds not broken down by this run).",
+        "figures are far below what the code does on an idle machine and latencies are mostly waiting for a "
+        "CPU. The upstream latency is there so that a replica would spend its time waiting, as in front of a "
+        "real provider; when a replica manages only a few requests a second (throughput x latency = on "
+        "average about one upstream request in flight), it is CPU-starved instead, and on an oversubscribed "
+        "machine each extra process claims a larger share of the contended cores. So ratios above 2 on 2 "
+        "cores say more about the scheduler than about scaling; what they do show is that the shared Redis "
+        "store (one global ledger, global tier slots, one answer cache) does not cap several replicas at one "
+        "replica's throughput. Errors: requests answered with an HTTP error (kinds not broken down by this run).",
         "",
     ]
     return "\n".join(lines)

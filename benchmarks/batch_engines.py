@@ -83,16 +83,19 @@ def main() -> None:
         print("local", runs["local"], flush=True)
         import ray
 
-        with RayCluster(nodes=1, cpus=1, object_store_mb=80) as cluster:
+        cluster = RayCluster(nodes=1, cpus=1, object_store_mb=80).start(timeout_s=900)  # slow on a loaded machine
+        try:
             for nodes in (1, 2):
                 if nodes == 2:
                     ray.shutdown()
-                    cluster.add_node()
+                    cluster.add_node(timeout_s=900)
                 name = f"ray-{nodes}-node"
                 cfg = _config(server, redis, name)
                 runs[name] = _batch("ray", cfg, inp, tmp / f"{name}.jsonl", args, cluster.address)
                 print(name, runs[name], flush=True)
+        finally:
             ray.shutdown()
+            cluster.stop()
     base = runs["local"]["throughput_rps"]
     for r in runs.values():
         r["ratio_vs_local"] = r["throughput_rps"] / base

@@ -74,12 +74,16 @@ class RayCluster:
             )
 
     def start(self, timeout_s: float = 300.0) -> RayCluster:
-        self.procs.append(self._node(head=True))
-        deadline = time.monotonic() + timeout_s
-        self._wait_nodes(1, deadline)
-        for _ in range(self.nodes - 1):
-            self.procs.append(self._node(head=False))
-        self._wait_nodes(self.nodes, deadline)
+        try:
+            self.procs.append(self._node(head=True))
+            deadline = time.monotonic() + timeout_s
+            self._wait_nodes(1, deadline)
+            for _ in range(self.nodes - 1):
+                self.procs.append(self._node(head=False))
+            self._wait_nodes(self.nodes, deadline)
+        except BaseException:
+            self.stop()  # no node of a failed start outlives it
+            raise
         return self
 
     def add_node(self, timeout_s: float = 300.0) -> None:
@@ -97,9 +101,13 @@ class RayCluster:
             for p in self.procs:
                 if p.poll() is not None:
                     raise RuntimeError(f"a ray node exited ({p.returncode}); see {self.temp_dir}/node-*.log")
-            out = subprocess.run(
-                [sys.executable, "-c", probe, self.address], capture_output=True, text=True, env=self.env, timeout=60
-            )
+            try:
+                out = subprocess.run(
+                    [sys.executable, "-c", probe, self.address], capture_output=True, text=True, env=self.env,
+                    timeout=max(1.0, min(60.0, deadline - time.monotonic())),
+                )  # fmt: skip
+            except subprocess.TimeoutExpired:  # a loaded machine: the probe itself is slow; try again
+                continue
             if out.returncode == 0 and out.stdout.strip().isdigit() and int(out.stdout.strip()) >= n:
                 return
             time.sleep(0.5)

@@ -81,8 +81,14 @@ class RayCluster:
             for _ in range(self.nodes - 1):
                 self.procs.append(self._node(head=False))
             self._wait_nodes(self.nodes, deadline)
+        except Exception as exc:
+            logs = "".join(
+                f"\n--- {f.name}\n" + f.read_text(errors="replace")[-2000:] for f in self.temp_dir.glob("*.log")
+            )
+            self.stop()  # no node of a failed start outlives it (its logs go with the temp dir: quoted here)
+            raise RuntimeError(f"{exc}{logs}") from exc
         except BaseException:
-            self.stop()  # no node of a failed start outlives it
+            self.stop()
             raise
         return self
 

@@ -53,6 +53,9 @@ class RayCluster:
             # a killed node is declared dead after ~5 missed 1 s health checks (default ~30 s and more)
             "RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "3000",
             "RAY_health_check_failure_threshold": "5",
+            # Ray renices its workers by +15 by default: actors would run behind the driver (and, at the
+            # nice 10 of a benchmark, at 19: starved by everything else); keep the niceness of `ray start`
+            "RAY_worker_niceness": "0",
         }  # fmt: skip
 
     def _ray(self) -> str:

@@ -131,7 +131,8 @@ def _markdown(r: dict[str, Any]) -> str:
         "",
         "Read with care: both Ray nodes, the driver, the fault server and redis-server share this machine's 2 "
         "cores (and other jobs), so a second node adds a process, not hardware. Wall time includes starting the "
-        "Ray actors (each builds its Cascade) but not the cluster.",
+        "Ray actors (each builds its Cascade) but not the cluster. Ray workers run at the niceness of `ray start` "
+        "(RayCluster sets `RAY_worker_niceness=0`; Ray's default +15 would put the actors behind the local engine).",
         "",
     ]
     return "\n".join(lines)

@@ -186,6 +186,8 @@ def _deadline(request: Request, default: float | None) -> float | None:
 def _finish_reason(result: CascadeResult) -> str:
     if result.abstained:
         return "content_filter"
+    if not result.trace:  # an answer-cache hit: no tier ran
+        return "stop"
     t = result.trace[result.tier_index]
     s = t.samples[t.representative] if t.representative is not None else None
     return s.finish_reason if s is not None and s.finish_reason in ("stop", "length") else "stop"
@@ -202,7 +204,10 @@ def decision(result: CascadeResult, rid: str, *, trace: bool) -> dict[str, Any]:
         "cost": result.cost,
         "abstained": result.abstained,
         "tiers_tried": result.tiers_tried,
+        "answer_cache_hit": result.answer_cache_hit,
     }
+    if result.answer_cache_hit:
+        out["cached_cost"] = result.cached_cost
     if result.stop_reason:
         out["stop_reason"] = result.stop_reason
     if trace:
@@ -218,6 +223,7 @@ def decision_headers(result: CascadeResult, rid: str) -> dict[str, str]:
         "x-semcascade-escalated": "true" if result.escalated else "false",
         "x-semcascade-agreement": "none" if result.agreement is None else f"{result.agreement:.4f}",
         "x-semcascade-cost": f"{result.cost:.6g}",
+        "x-semcascade-answer-cache": "hit" if result.answer_cache_hit else "miss",
     }
 
 
@@ -497,6 +503,7 @@ def create_app(models: Mapping[str, Cascade] | ServeState, serve: ServeConfig | 
             state.auth.check(request.headers.get("authorization", "").encode() or None)
         except RequestRejectedError as err:
             return rejected(err, "-")
+        state.metrics.state_health(c.state.health.snapshot() for c in state.cascades)
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def dashboard(request: Request) -> Response:
@@ -555,7 +562,7 @@ CHAT_STATUSES = {
     "413": "request body too large",
     "429": "the run budget is spent",
     "502": "every tier failed (provider errors or garbage)",
-    "503": "saturated, shutting down, or providers unavailable (Retry-After)",
+    "503": "saturated, shutting down, providers or the shared state store unavailable (Retry-After)",
     "504": "the deadline passed, or the providers timed out",
 }
 

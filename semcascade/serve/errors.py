@@ -8,8 +8,10 @@
 413  invalid_request_error    a body over ``serve.max_body_bytes`` (``request_too_large``)
 429  insufficient_quota       the cascade's run budget is spent (``budget_exceeded``)
 502  upstream_error           every tier failed: errors, garbage or refusals from the providers
-503  upstream_error /         providers rate-limited or unavailable (``upstream_unavailable``), or
-     server_error             the server saturated / shutting down; always with ``Retry-After``
+503  upstream_error /         providers rate-limited or unavailable (``upstream_unavailable``), the
+     server_error             shared state store (Redis) lost, so budgets and limits fail closed
+                              (``state_unavailable``), or the server saturated / shutting down;
+                              always with ``Retry-After``
 504  timeout_error            the deadline passed (``deadline_exceeded``), or providers timed out
 500  server_error             a bug (logged with the request id; the body never has a traceback)
 ===  =======================  ==============================================================
@@ -32,6 +34,7 @@ from semcascade.errors import (
     ProviderUnavailableError,
     RateLimitError,
     RequestRejectedError,
+    StateUnavailableError,
 )
 
 __all__ = ["error_body", "from_exception", "provider_error_kind"]
@@ -88,6 +91,10 @@ def from_exception(exc: BaseException, *, provider_errors: Sequence[str], retry_
         return RequestRejectedError(429, str(exc), code="budget_exceeded", kind="insufficient_quota")
     if isinstance(exc, CascadeFailedError):
         return _upstream(exc, provider_errors, retry_after)
+    if isinstance(exc, StateUnavailableError):  # budgets and limits fail closed: nothing was sent unmetered
+        return RequestRejectedError(
+            503, str(exc), code="state_unavailable", kind="server_error", retry_after=retry_after
+        )
     if isinstance(exc, ProviderError):  # a configuration error of the served cascade (bad key, unknown model)
         return RequestRejectedError(
             502,

@@ -6,6 +6,9 @@ tier name of the config; never a key, a prompt or a client-chosen string.
 
 from __future__ import annotations
 
+from collections import Counter as Counter_
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from semcascade.result import CascadeResult, TierTrace
@@ -69,6 +72,30 @@ class ServeMetrics:
             ["code"],
             registry=r,
         )
+
+        self.state_degraded = Gauge(
+            p + "state_degraded_operations",
+            "shared-state cache/memory operations that became a miss because the backend failed, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.state_failed_closed = Gauge(
+            p + "state_failed_closed_operations",
+            "budget/limit operations refused because the shared-state backend failed, by kind",
+            ["kind"],
+            registry=r,
+        )
+
+    def state_health(self, snapshots: Iterable[Mapping[str, Mapping[str, int]]]) -> None:
+        """Set the state gauges from the served cascades' ``StateHealth`` snapshots (summed)."""
+        totals: dict[str, Counter_[str]] = {"degraded": Counter_(), "failed_closed": Counter_()}
+        for snap in snapshots:
+            for what, counts in snap.items():
+                totals.setdefault(what, Counter_()).update(counts)
+        for kind, n in totals["degraded"].items():
+            self.state_degraded.labels(kind).set(n)
+        for kind, n in totals["failed_closed"].items():
+            self.state_failed_closed.labels(kind).set(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

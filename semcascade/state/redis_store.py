@@ -41,7 +41,8 @@ __all__ = ["RedisLedger", "RedisLimiter", "RedisStateStore", "redacted_url"]
 
 #: money is stored in units of 1e-12 (so costs add as integers)
 MONEY_UNIT = 1e-12
-#: a concurrency slot's lease; its holder renews it every third of this, a dead holder's slot frees after it
+#: a concurrency slot's longest lease (``state.lease_s`` when shorter); its holder renews it every third of
+#: the lease, a dead holder's slot frees after it
 SLOT_LEASE_S = 30.0
 #: ledgers and limiter keys expire this long after their last use
 KEY_TTL_S = 7 * 86400
@@ -330,6 +331,8 @@ class RedisLimiter(TierLimiter):
         self.requests_per_second = rps
         self.store = store
         self.slots_key = store.key("limit", tier, "slots")
+        #: a dead process's slot frees within state.lease_s (as documented), at most SLOT_LEASE_S
+        self.slot_lease_s = min(SLOT_LEASE_S, store.lease_s)
         self.rate_key = store.key("limit", tier, "rate")
 
     async def _take_slot(self, token: str) -> None:
@@ -338,7 +341,7 @@ class RedisLimiter(TierLimiter):
             try:
                 # inline, not in a thread: one loopback round trip, and no executor queue under load
                 got = self.store._slot(
-                    keys=[self.slots_key], args=[self.max_concurrency, SLOT_LEASE_S, token, KEY_TTL_S]
+                    keys=[self.slots_key], args=[self.max_concurrency, self.slot_lease_s, token, KEY_TTL_S]
                 )
             except self.store.errors as exc:
                 raise self.store.unavailable(exc, "taking a concurrency slot", "limit") from None
@@ -362,9 +365,9 @@ class RedisLimiter(TierLimiter):
 
     async def _renew(self, token: str) -> None:
         while True:
-            await asyncio.sleep(SLOT_LEASE_S / 3)
+            await asyncio.sleep(self.slot_lease_s / 3)
             with suppress(Exception):
-                self.store._renew(keys=[self.slots_key], args=[SLOT_LEASE_S, token])
+                self.store._renew(keys=[self.slots_key], args=[self.slot_lease_s, token])
 
     def _release(self, token: str) -> None:
         try:
@@ -372,7 +375,7 @@ class RedisLimiter(TierLimiter):
         except self.store.errors as exc:
             warnings.warn(
                 f"state store {self.store.url}: could not free a concurrency slot ({exc}); it frees itself "
-                f"within {SLOT_LEASE_S:g}s",
+                f"within {self.slot_lease_s:g}s",
                 RuntimeWarning,
                 stacklevel=2,
             )

@@ -113,6 +113,9 @@ class FaultStats:
     in_flight: int = 0
     peak_in_flight: int = 0
     choices_served: int = 0
+    #: requests in flight and their peak per requested model (a tier's model: its upstream concurrency)
+    in_flight_by_model: collections.Counter[str] = field(default_factory=collections.Counter)
+    peak_by_model: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class FaultServer:
@@ -121,7 +124,8 @@ class FaultServer:
     ``fault_rate``: probability that a request (without a header/model/script
     fault) gets a fault, drawn from ``fault_mix`` (kind -> weight; default all
     of :data:`TRANSIENT_FAULTS` equally). ``latency_s``: delay of the ``latency`` fault
-    and ``base_latency_s`` of every request. ``retry_after``: the
+    and ``base_latency_s`` of every request, give or take up to ``jitter_s`` (uniform, never below 0).
+    ``retry_after``: the
     ``Retry-After`` value sent with 429/503 (``None`` = no header).
     """
 
@@ -132,6 +136,7 @@ class FaultServer:
         fault_mix: Mapping[str, float] | None = None,
         latency_s: float = 0.5,
         base_latency_s: float = 0.0,
+        jitter_s: float = 0.0,
         retry_after: str | None = "0",
         hang_s: float = 3600.0,
         answer: AnswerFn = default_answer,
@@ -155,6 +160,8 @@ class FaultServer:
         self.fault_mix = mix
         self.latency_s = latency_s
         self.base_latency_s = base_latency_s
+        self.jitter_s = jitter_s
+        self._jitter_rng = random.Random(seed + 1)
         self.retry_after = retry_after
         self.hang_s = hang_s
         self.answer = answer
@@ -282,16 +289,21 @@ class FaultServer:
             self.stats.by_fault[fault] += 1
             self.stats.in_flight += 1
             self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.stats.in_flight)
+            self.stats.in_flight_by_model[model] += 1
+            self.stats.peak_by_model[model] = max(self.stats.peak_by_model[model], self.stats.in_flight_by_model[model])
             self.requests_seen.append({**body, "_fault": fault})
         try:
             return await self._respond(request, body, model, fault)
         finally:
             with self._lock:
                 self.stats.in_flight -= 1
+                self.stats.in_flight_by_model[model] -= 1
 
     async def _respond(self, request: web.Request, body: dict[str, Any], model: str, fault: str) -> web.StreamResponse:
-        if self.base_latency_s:
-            await asyncio.sleep(self.base_latency_s)
+        if self.base_latency_s or self.jitter_s:
+            with self._lock:
+                jitter = self._jitter_rng.uniform(-self.jitter_s, self.jitter_s) if self.jitter_s else 0.0
+            await asyncio.sleep(max(0.0, self.base_latency_s + jitter))
         headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
         if fault == "latency":
             await asyncio.sleep(self.latency_s)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import json
 import platform
 import statistics
 import sys
@@ -181,10 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", nargs="*", default=list(RUNS))
     ap.add_argument("--latency-calls", type=int, default=20)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the other runs already in the record (re-read at each write), measure only --runs",
+    )
     ap.add_argument("--limit", type=int, default=None, help="first N records of each run only (smoke test)")
     args = ap.parse_args(argv)
     rep: dict[str, Any] = {
-        "command": "nice -n 10 .venv/bin/python benchmarks/embedders.py" + (" " + " ".join(argv) if argv else ""),
+        "command": "nice -n 10 .venv/bin/python benchmarks/embedders.py",
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, shared with a running model eval",
         "runs": {},
         "notes": [
@@ -200,8 +206,14 @@ def main(argv: list[str] | None = None) -> int:
             "MiniLM is onnxruntime in-process. Throughput and latency are under that contention.",
         ],
     }
+    mine: dict[str, Any] = {}
     for name in args.runs:
-        rep["runs"][name] = measure_run(name, args.latency_calls, args.limit)
+        mine[name] = measure_run(name, args.latency_calls, args.limit)
+        kept: dict[str, Any] = {}
+        record = Path(args.out).with_suffix(".json")
+        if args.update and record.is_file():
+            kept = json.loads(record.read_text())["runs"]
+        rep["runs"] = {n: mine.get(n, kept.get(n)) for n in RUNS if n in mine or n in kept}
         write_report(args.out, rep, markdown)  # after each run: a partial record survives an interruption
     return 0
 

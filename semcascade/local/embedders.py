@@ -192,9 +192,7 @@ def _extract(spec: EmbeddingModelSpec, chunks: list[tuple[int, Path]], target: P
         )
     tmp = folder / f".{target.name}.{os.getpid()}.partial"
     digest = hashlib.sha256()
-    bar = tqdm(
-        total=spec.size_bytes, unit="B", unit_scale=True, desc=f"extracting {spec.name}", disable=not progress
-    )
+    bar = tqdm(total=spec.size_bytes, unit="B", unit_scale=True, desc=f"extracting {spec.name}", disable=not progress)
 
     def seen(data: bytes) -> None:
         digest.update(data)

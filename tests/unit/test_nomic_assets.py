@@ -131,9 +131,10 @@ def test_extracts_once_then_trusts_its_stamp(fake_model: tuple[str, bytes, list[
     assert not list(path.parent.glob("*.partial"))
 
     def boom(*args: object) -> None:
-        raise AssertionError("extracted again")
+        raise AssertionError("extracted or hashed again")
 
     monkeypatch.setattr(embedders, "_extract", boom)
+    monkeypatch.setattr(embedders, "_sha256_of", boom)
     assert ensure_embedding_model(name, progress=False) == path
 
 

@@ -128,7 +128,7 @@ def _data_offset(archive: ChunkedFile, member: ZipMember) -> int:
         raise ArchiveMemberError(
             f"the local header at offset {member.header_offset} names {name!r}, not {member.name!r}"
         )
-    return member.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+    return int(member.header_offset + _LOCAL_HEADER.size + name_len + extra_len)
 
 
 def inflate_member(

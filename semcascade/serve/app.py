@@ -210,6 +210,7 @@ def decision_headers(result: CascadeResult, rid: str) -> dict[str, str]:
         "x-semcascade-escalated": "true" if result.escalated else "false",
         "x-semcascade-agreement": "none" if result.agreement is None else f"{result.agreement:.4f}",
         "x-semcascade-cost": f"{result.cost:.6g}",
+        "x-semcascade-speculated": result.speculated or "none",
     }
 
 

@@ -220,6 +220,9 @@ class Speculation:
         drawn = self._task.result()
         billed = Estimate(drawn.cost(self.target.config), drawn.prompt_tokens + drawn.completion_tokens)
         self._budget.settle(self.bound, billed)
+        if not drawn.samples:  # its requests failed (timed out at the deadline, say): nothing to use or waste
+            self._record("cancelled", f"{why}; the speculative call failed: {'; '.join(drawn.errors[:2])}", drawn=drawn)
+            return
         self._record("wasted", f"{why} after the next tier had come back (billed, unused)", drawn=drawn)
 
     def _settle_cut(self, why: str) -> None:

@@ -25,6 +25,9 @@ PRICES = {"input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6}
 class ExactScorer:
     """Agreement 1 for equal answers, 0 otherwise."""
 
+    name = "exact"
+    kind = "similarity"
+
     async def judge(self, question: str, pairs: Sequence[tuple[str, str]]) -> list[PairJudgement]:
         return [PairJudgement(float(a == b), float(a == b), 0.0) for a, b in pairs]
 

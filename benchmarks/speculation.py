@@ -37,10 +37,10 @@ from _report import write_report
 
 from semcascade import Cascade, CascadeResult
 from semcascade.aggregation import pair_indices
-from semcascade.scoring._registry import create_scorer
-from semcascade.scoring.base import PairJudgement
 from semcascade.config import load_config
 from semcascade.evaluation.records import load_run
+from semcascade.scoring._registry import create_scorer
+from semcascade.scoring.base import PairJudgement
 from semcascade.testing import FaultServer
 from semcascade.testing.fault_server import ProviderLatency
 
@@ -179,13 +179,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     scorer = LookupScorer(create_scorer("embedding", backend="onnx"))
     await scorer.fill([r.tiers[0].samples for r in records])
     with ReplayServer(samples, latency=latency) as server:
-        after = args.after_s
+        url, after = server.base_url, {"when": "disagree", "after_s": args.after_s}
         systems = [
-            ("strong tier alone", _config(server.base_url, None, strong_only=True)),
-            ("sequential cascade", _config(server.base_url, None)),
-            ("speculative: disagree", _config(server.base_url, {"when": "disagree"})),
-            (f"speculative: disagree or after {after}s", _config(server.base_url, {"when": "disagree", "after_s": after})),
-        ]  # fmt: skip
+            ("strong tier alone", _config(url, None, strong_only=True)),
+            ("sequential cascade", _config(url, None)),
+            ("speculative: disagree", _config(url, {"when": "disagree"})),
+            (f"speculative: disagree or after {args.after_s}s", _config(url, after)),
+        ]
         results: dict[str, list[tuple[CascadeResult, float]]] = {}
         for name, cfg in systems:
             t0 = time.perf_counter()
@@ -231,7 +231,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "strong": STRONG,
             "seed": args.seed,
             "form": "ttft_median * exp(sigma * N(0,1)) + per_token * completion tokens",
-        },  # fmt: skip
+        },
         "escalated": sum(live_escalated),
         "scorer_misses": scorer.misses,
         "decisions_match_recorded": sum(a == b for a, b in zip(live_escalated, recorded, strict=True)),

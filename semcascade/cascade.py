@@ -534,9 +534,7 @@ class Cascade:
             t0 = time.perf_counter()
             if ahead is not None and ahead.started:  # started early, reserved and settled by the speculation
                 t0 = ahead.started_at
-                drawn = await ahead.take()
-                if on_text is not None and drawn.samples and live_streamable(self.config, cfg, is_last=is_last):
-                    await on_text(drawn.samples[0].text)  # drawn before it could stream: its text at once
+                drawn = await ahead.take()  # drawn before it could be streamed: never passed to on_text
             else:
                 bound = tier_upper_bound(tier, messages) if rule is None else adaptive.upper_bound(tier, messages, rule)
                 why = budget.reserve(bound)

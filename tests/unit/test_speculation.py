@@ -16,6 +16,7 @@ from semcascade._budget import tier_upper_bound
 from semcascade.config import load_config
 from semcascade.providers import Completion, CompletionRequest
 from semcascade.scoring.base import PairJudgement
+from semcascade.serve.app import decision_headers
 from semcascade.speculation import disagreement_pairs
 from semcascade.testing import FaultServer
 
@@ -114,6 +115,7 @@ async def test_disagreement_starts_the_next_tier_and_accept_cancels_it() -> None
         bound = tier_upper_bound(cascade.tiers[1], [{"role": "user", "content": "q?"}])
         ledger = cascade.run_budget
     assert result.tier == "cheap" and up.strong_calls == 1 and up.strong_cancelled == 1
+    assert decision_headers(result, "rid")["x-semcascade-speculated"] == "cancelled"
     (spec,) = result.speculation
     assert (spec.source, spec.tier, spec.trigger, spec.outcome) == ("cheap", "strong", "disagree", "cancelled")
     assert result.speculated == "cancelled" and "in flight" in spec.reason

@@ -6,7 +6,7 @@ decides *when the next tier's call starts*. A tier with ``speculate:`` (its
 :class:`~semcascade.config.SpeculationConfig`) starts the next tier early when
 
 * ``when: disagree`` — two of its samples that have come back disagree (its k requests come back
-  one by one; each new answer is judged against the first under the config's scorer and
+  one by one; each new answer is judged against those before it under the config's scorer and
   equivalence rule), or ``after_s`` (if set) has passed;
 * ``when: after`` — ``after_s`` seconds have passed since the tier started.
 
@@ -48,9 +48,9 @@ Equivalent = Callable[[str, str], Awaitable[bool]]
 
 
 def disagreement_pairs(arrived: int, new: int) -> list[tuple[int, int]]:
-    """The pairs to judge when ``new`` answers come back after ``arrived`` others: each new one
-    against the first answer (the first arrival is judged against nothing)."""
-    return [(0, j) for j in range(max(1, arrived), arrived + new)]
+    """The pairs to judge when ``new`` answers come back after ``arrived`` others: each new one against
+    every answer before it (the tier step judges every pair anyway; the scorer's cache keeps them)."""
+    return [(i, j) for j in range(arrived, arrived + new) for i in range(j)]
 
 
 class Speculation:

@@ -94,9 +94,10 @@ def test_config() -> None:
         load_config({**_cfg(), "tiers": [_cfg()["tiers"][0] | {"k": 1}, _cfg()["tiers"][1]]})
 
 
-def test_disagreement_pairs_judge_each_arrival_against_the_first() -> None:
+def test_disagreement_pairs_judge_each_arrival_against_those_before_it() -> None:
     assert disagreement_pairs(0, 1) == [] and disagreement_pairs(1, 1) == [(0, 1)]
-    assert disagreement_pairs(0, 3) == [(0, 1), (0, 2)] and disagreement_pairs(2, 2) == [(0, 2), (0, 3)]
+    assert disagreement_pairs(0, 3) == [(0, 1), (0, 2), (1, 2)]
+    assert disagreement_pairs(2, 2) == [(0, 2), (1, 2), (0, 3), (1, 3), (2, 3)]
 
 
 async def test_agreeing_samples_start_nothing() -> None:

@@ -164,7 +164,12 @@ def _summary(
         "cost_vs_sequential": None if seq_cost is None else cost / seq_cost,
         "cost_vs_sequential_cut_billed": None if seq_cost is None else (cost + cut) / seq_cost,
         "speculation": {k: outcomes.count(k) for k in ("used", "wasted", "cancelled", "refused", "none")},
-    }
+        #: on escalated requests: how long the cheap tier took, and how far into it the speculation started
+        "p50_first_tier_escalated_s": _pct([r.trace[0].latency_s for (r, _), e in zip(runs, escalated, strict=True)
+                                            if e and len(r.trace) > 1], 50),
+        "p50_started_after_s": _pct([r.speculation[0].started_after_s for (r, _), e in zip(runs, escalated, strict=True)
+                                     if e and r.speculation], 50),
+    }  # fmt: skip
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -258,8 +263,9 @@ def markdown(rep: dict[str, Any]) -> str:
         "(median TTFT, lognormal sigma, per token).",
         "",
         "| system | quality | p50 all | p95 all | p50 escalated | p95 escalated | p95 esc / strong p95 "
-        "| cost / sequential | ... cut calls billed in full | used / wasted / cancelled / refused |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| cost / sequential | ... cut calls billed in full | used / wasted / cancelled / refused "
+        "| escalated: p50 cheap tier | ... p50 started after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rep["systems"]:
         s = r["speculation"]
@@ -269,7 +275,8 @@ def markdown(rep: dict[str, Any]) -> str:
         lines.append(
             f"| {r['system']} | {rep['quality'][r['system']]:.3f} | {_f(r['p50_all_s'])} | {_f(r['p95_all_s'])} "
             f"| {_f(r['p50_escalated_s'])} | {_f(r['p95_escalated_s'])} | {_f(r['p95_escalated_vs_strong_p95'])} "
-            f"| {_f(r['cost_vs_sequential'], '.3f')} | {_f(r['cost_vs_sequential_cut_billed'], '.3f')} | {spec} |"
+            f"| {_f(r['cost_vs_sequential'], '.3f')} | {_f(r['cost_vs_sequential_cut_billed'], '.3f')} | {spec} "
+            f"| {_f(r['p50_first_tier_escalated_s'])} | {_f(r['p50_started_after_s'])} |"
         )
     lines += [
         "",

@@ -19,7 +19,7 @@ from typing import Any
 from semcascade import step
 from semcascade._budget import Estimate, tier_upper_bound
 from semcascade.providers import Provider
-from semcascade.sampling import ResolvedTier, TierSamples, sample_tier
+from semcascade.sampling import OnCompletion, ResolvedTier, TierSamples, sample_tier
 from semcascade.stopping import StoppingRule
 
 __all__ = ["draw_adaptively", "merge_samples", "upper_bound"]
@@ -56,6 +56,7 @@ async def draw_adaptively(
     score: Callable[[TierSamples], Awaitable[float | None]],
     *,
     answer_format: str = "raw",
+    on_completion: OnCompletion | None = None,
 ) -> tuple[TierSamples, int]:
     """The tier's samples drawn round by round, and the number of rounds.
 
@@ -63,7 +64,10 @@ async def draw_adaptively(
     sample (every call failed) ends the drawing: the tier decides on what arrived.
     """
     cfg = tier.config
-    drawn = await sample_tier(tier, messages, provider, k=step.first_draw(rule, cfg.k), answer_format=answer_format)
+    first = step.first_draw(rule, cfg.k)
+    drawn = await sample_tier(
+        tier, messages, provider, k=first, answer_format=answer_format, on_completion=on_completion
+    )
     rounds = 1
     while drawn.samples:
         more = step.draw_more(rule, cfg.k, len(drawn.samples), await score(drawn))
@@ -73,7 +77,9 @@ async def draw_adaptively(
         # with a fixed seed, with seeds the first round did not use
         seed = None if cfg.seed is None else cfg.seed + len(drawn.samples)
         later = dataclasses.replace(tier, config=cfg.model_copy(update={"include_greedy": False, "seed": seed}))
-        extra = await sample_tier(later, messages, provider, k=more, answer_format=answer_format)
+        extra = await sample_tier(
+            later, messages, provider, k=more, answer_format=answer_format, on_completion=on_completion
+        )
         rounds += 1
         drawn = merge_samples(drawn, extra)
         if not extra.samples:

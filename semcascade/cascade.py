@@ -6,14 +6,14 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from semcascade import adaptive, step
 from semcascade._budget import BudgetLedger, CallBudget, Estimate, tier_upper_bound
 from semcascade._deadline import DeadlineReached, deadline_guard, deadline_scope, expired
 from semcascade._sync import in_running_loop, run_sync
-from semcascade.aggregation import Consensus
+from semcascade.aggregation import Consensus, is_equivalent
 from semcascade.confidence import ConfidenceModel, TierEvidence, load_confidence_model
 from semcascade.config import LOCAL_PREFIX, CascadeConfig, TierConfig, load_config
 from semcascade.costs import tier_flops
@@ -27,7 +27,16 @@ from semcascade.errors import (
     DeadlineExceededError,
     PromptTooLongError,
 )
-from semcascade.hooks import FinishContext, Hook, HookRequest, MemoryHook, run_augment, run_finish, start_sessions
+from semcascade.hooks import (
+    FinishContext,
+    Hook,
+    HookRequest,
+    HookSession,
+    MemoryHook,
+    run_augment,
+    run_finish,
+    start_sessions,
+)
 from semcascade.live import OnText, live_streamable, stream_tier, with_overrides
 from semcascade.memory.hooks import StrategyMemory
 from semcascade.messages import Messages, PromptLike, content_text, normalize_messages, prompt_text, question_of
@@ -36,11 +45,12 @@ from semcascade.providers import LiteLLMProvider, Provider, close_loop_clients
 from semcascade.providers.retry import count_retries
 from semcascade.providers.stack import ProviderStack, build_provider_stack
 from semcascade.result import CascadeResult, TierTrace
-from semcascade.sampling import ResolvedTier, TierSamples, sample_tier
+from semcascade.sampling import OnCompletion, ResolvedTier, TierSamples, sample_tier
 from semcascade.scoring._registry import create_scorer
 from semcascade.scoring.base import AgreementScorer
 from semcascade.scoring.cache import CachedScorer
 from semcascade.scoring.signals import get_signal
+from semcascade.speculation import Speculation, SpeculationLog
 from semcascade.state.attach import answer_cache_hook, memory_from_state, open_state
 from semcascade.stopping import StoppingRule, create_stopping_rule
 from semcascade.tokens import PromptTokens
@@ -475,34 +485,87 @@ class Cascade:
         if hit is not None:  # a hook answered (the answer cache): no tier runs
             return hit.model_copy(update={"latency_s": time.perf_counter() - started})
         budget = CallBudget(self.config.budget, self._run_budget)
+        log = SpeculationLog()
+        try:
+            return await self._run_tiers(
+                tiers, base_messages, question, sessions, budget, log, started, retries, on_text
+            )
+        finally:
+            log.abort()  # an exception (or cancellation) ends the call: nothing speculative outlives it
+
+    async def _run_tiers(
+        self,
+        tiers: list[ResolvedTier],
+        base_messages: Messages,
+        question: str,
+        sessions: list[HookSession],
+        budget: CallBudget,
+        log: SpeculationLog,
+        started: float,
+        retries: Mapping[str, int],
+        on_text: OnText | None,
+    ) -> CascadeResult:
+        """The loop over the tiers (cheapest first), with any speculative start of the next tier around it."""
+        assert self._caller is not None
         trace: list[TierTrace] = []
+        prepared: dict[int, Messages] = {}
+
+        def tier_messages(i: int) -> Messages:
+            """Tier ``i``'s messages, built once (a speculative start builds them early)."""
+            if i not in prepared:
+                cfg = tiers[i].config
+                messages = normalize_messages(base_messages, cfg.system_prompt or self.config.system_prompt)
+                prepared[i] = run_augment(sessions, i, messages, cfg.name)
+            return prepared[i]
+
+        async def stop(kind: Literal["budget", "deadline"], reason: str) -> CascadeResult:
+            await log.close(f"the call stopped early ({kind})")
+            return log.attach(self._stopped(trace, kind, reason, started))
+
+        ahead: Speculation | None = None  # the previous tier's speculative start of this one
         for i, tier in enumerate(tiers):
             is_last = i == len(tiers) - 1
             cfg = tier.config
-            messages = normalize_messages(base_messages, cfg.system_prompt or self.config.system_prompt)
-            messages = run_augment(sessions, i, messages, cfg.name)
+            messages = tier_messages(i)
             if expired():
-                return self._stopped(trace, "deadline", f"the call's deadline passed before tier {cfg.name!r}", started)
+                return await stop("deadline", f"the call's deadline passed before tier {cfg.name!r}")
+            spec = None if is_last else self._speculation(tiers, i, tier_messages, question, budget, log)
             rule = self._stopping.get(cfg.name)
-            bound = tier_upper_bound(tier, messages) if rule is None else adaptive.upper_bound(tier, messages, rule)
-            why = budget.reserve(bound)
-            if why is not None:
-                return self._stopped(trace, "budget", f"tier {cfg.name!r} was not called: {why}", started)
             t0 = time.perf_counter()
-            try:
-                if on_text is not None and live_streamable(self.config, cfg, is_last=is_last):
-                    assert self._stack is not None
-                    drawn = await stream_tier(
-                        tier, messages, self._caller, self._stack.base, on_text, answer_format=self.config.answer_format
-                    )
-                elif rule is None:
-                    drawn = await sample_tier(tier, messages, self._caller, answer_format=self.config.answer_format)
-                else:
-                    drawn = await self._draw_adaptively(tier, rule, messages, question, is_last=is_last)
-            except BaseException:
-                budget.settle(bound, None)  # cancelled or a config error: what was billed is unknown
-                raise
-            budget.settle(bound, Estimate(drawn.cost(cfg), drawn.prompt_tokens + drawn.completion_tokens))
+            if ahead is not None and ahead.started:  # started early, reserved and settled by the speculation
+                t0 = ahead.started_at
+                drawn = await ahead.take()  # drawn before it could be streamed: never passed to on_text
+            else:
+                bound = tier_upper_bound(tier, messages) if rule is None else adaptive.upper_bound(tier, messages, rule)
+                why = budget.reserve(bound)
+                if why is not None:
+                    return await stop("budget", f"tier {cfg.name!r} was not called: {why}")
+                if spec is not None:
+                    spec.begin()
+                observe = spec.observe if spec is not None else None
+                try:
+                    if on_text is not None and live_streamable(self.config, cfg, is_last=is_last):
+                        assert self._stack is not None
+                        drawn = await stream_tier(
+                            tier,
+                            messages,
+                            self._caller,
+                            self._stack.base,
+                            on_text,
+                            answer_format=self.config.answer_format,
+                        )
+                    elif rule is None:
+                        drawn = await sample_tier(
+                            tier, messages, self._caller, answer_format=self.config.answer_format, on_completion=observe
+                        )
+                    else:
+                        drawn = await self._draw_adaptively(
+                            tier, rule, messages, question, is_last=is_last, on_completion=observe
+                        )
+                except BaseException:
+                    budget.settle(bound, None)  # cancelled or a config error: what was billed is unknown
+                    raise
+                budget.settle(bound, Estimate(drawn.cost(cfg), drawn.prompt_tokens + drawn.completion_tokens))
             t_sampled = time.perf_counter()
             try:
                 async with deadline_guard():
@@ -519,12 +582,15 @@ class Cascade:
                 )
             )
             if tt.decision in ("accept", "abstain"):
-                result = self._result(trace, i, started)
+                await log.close(f"tier {cfg.name!r} decided {tt.decision}")
+                result = log.attach(self._result(trace, i, started))
                 if i > 0 and self.config.final_answer == "consensus":
                     result = await self._vote(result, question)
                 return await run_finish(sessions, result, FinishContext(tier, self._caller, is_last, budget))
+            ahead = spec
+        await log.close("no tier answered")
         if expired():
-            return self._stopped(trace, "deadline", "the call's deadline passed", started)
+            return log.attach(self._stopped(trace, "deadline", "the call's deadline passed", started))
         partial = [t.answer for t in trace if t.answer is not None]
         raise CascadeFailedError(
             "no tier produced an answer: "
@@ -534,8 +600,63 @@ class Cascade:
             partial,
         )
 
+    def _speculation(
+        self,
+        tiers: list[ResolvedTier],
+        i: int,
+        tier_messages: Callable[[int], Messages],
+        question: str,
+        budget: CallBudget,
+        log: SpeculationLog,
+    ) -> Speculation | None:
+        """Tier ``i``'s speculative start of tier ``i + 1`` (``speculate:`` on tier ``i``), else ``None``."""
+        rule = tiers[i].config.speculate
+        if rule is None:
+            return None
+        target = tiers[i + 1]
+        is_last = i + 1 == len(tiers) - 1
+        messages = tier_messages(i + 1)
+        stopping = self._stopping.get(target.config.name)
+        if stopping is None:
+            bound = tier_upper_bound(target, messages)
+        else:
+            bound = adaptive.upper_bound(target, messages, stopping)
+        assert self._caller is not None and self._scorer is not None
+        caller, scorer, fmt = self._caller, self._scorer, self.config.answer_format
+
+        async def draw(on_completion: OnCompletion) -> TierSamples:
+            if stopping is None:
+                return await sample_tier(target, messages, caller, answer_format=fmt, on_completion=on_completion)
+            return await self._draw_adaptively(
+                target, stopping, messages, question, is_last=is_last, on_completion=on_completion
+            )
+
+        async def equivalent(a: str, b: str) -> bool:
+            (judgement,) = await step.judge_samples(scorer, question, [a, b])
+            return is_equivalent(judgement, self.config.equivalence)
+
+        return log.add(
+            Speculation(
+                rule,
+                source=tiers[i].config.name,
+                target=target,
+                bound=bound,
+                draw=draw,
+                budget=budget,
+                equivalent=equivalent,
+                answer_format=fmt,
+            )
+        )
+
     async def _draw_adaptively(
-        self, tier: ResolvedTier, rule: StoppingRule, messages: Messages, question: str, *, is_last: bool
+        self,
+        tier: ResolvedTier,
+        rule: StoppingRule,
+        messages: Messages,
+        question: str,
+        *,
+        is_last: bool,
+        on_completion: OnCompletion | None = None,
     ) -> TierSamples:
         """Adaptive k (:mod:`semcascade.adaptive`): rounds of samples until the tier's stopping rule,
         given the tier step's decision score of the samples so far, says decide."""
@@ -545,7 +666,13 @@ class Cascade:
             return (await self._score_and_decide(tier, drawn, question, prompt_text(messages), is_last=is_last)).score
 
         drawn, _ = await adaptive.draw_adaptively(
-            tier, messages, self._caller, rule, score, answer_format=self.config.answer_format
+            tier,
+            messages,
+            self._caller,
+            rule,
+            score,
+            answer_format=self.config.answer_format,
+            on_completion=on_completion,
         )
         return drawn
 

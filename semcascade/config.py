@@ -49,6 +49,7 @@ __all__ = [
     "ProviderConfig",
     "RiskCertificate",
     "ScorerConfig",
+    "SpeculationConfig",
     "StoppingConfig",
     "ServeConfig",
     "TierConfig",
@@ -108,6 +109,34 @@ class StoppingConfig(NamedOptions):
     name: str = Field(default="agree_early", min_length=1, description="registry name of the stopping rule")
 
 
+class SpeculationConfig(_Strict):
+    """Speculative escalation (``semcascade.speculation``): start the next tier before this one has decided.
+
+    ``when: disagree``: as soon as two of this tier's samples that have come back disagree (under the
+    config's scorer and equivalence rule); ``after_s``, when also set, starts it then at the latest.
+    ``when: after``: ``after_s`` seconds after this tier started, whatever its samples say. The next
+    tier is cancelled if this tier accepts; its spend is reserved against the budget like any call.
+    """
+
+    when: Literal["disagree", "after"] = Field(
+        default="disagree",
+        description="what starts the next tier early: 'disagree' (two arrived samples disagree) or 'after' "
+        "(after_s seconds into this tier)",
+    )
+    after_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="seconds after this tier started at which the next tier starts (needed by when: after; "
+        "with when: disagree, a latest start); None = no timer",
+    )
+
+    @model_validator(mode="after")
+    def _after_needs_seconds(self) -> SpeculationConfig:
+        if self.when == "after" and self.after_s is None:
+            raise ValueError("speculate: when 'after' needs after_s (seconds into this tier)")
+        return self
+
+
 class TierConfig(_Strict):
     """One tier of the cascade: an ensemble of samples from one or more models."""
 
@@ -152,6 +181,11 @@ class TierConfig(_Strict):
         default=None,
         description="decide on a fitted confidence model (builtin:NAME or an artifact path) instead of agreement",
     )
+    speculate: SpeculationConfig | None = Field(
+        default=None,
+        description="start the next tier before this one has decided, when an early signal predicts escalation "
+        "({when: disagree} or {when: after, after_s: 2.0}); cancelled if this tier accepts; None = never",
+    )
     system_prompt: str | None = None
     litellm_params: JsonObject = Field(default_factory=dict)
     provider: ProviderConfig = Field(
@@ -167,6 +201,17 @@ class TierConfig(_Strict):
     @classmethod
     def _rule_by_name(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("speculate", mode="before")
+    @classmethod
+    def _speculate_by_name(cls, v: Any) -> Any:
+        return {"when": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _disagree_needs_samples(self) -> TierConfig:
+        if self.speculate is not None and self.speculate.when == "disagree" and self.k < 2:
+            raise ValueError("speculate: when 'disagree' needs k >= 2 (it compares the tier's samples)")
+        return self
 
     @model_validator(mode="after")
     def _adaptive_needs_samples(self) -> TierConfig:
@@ -373,6 +418,13 @@ class CascadeConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"tier names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _speculation_has_a_next_tier(self) -> CascadeConfig:
+        last = self.tiers[-1]
+        if last.speculate is not None:
+            raise ValueError(f"tier {last.name!r} is the last tier: there is no next tier to speculate on")
         return self
 
     @model_validator(mode="after")

@@ -8,9 +8,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["CascadeResult", "MemoryTrace", "RetrievedStrategy", "SampleTrace", "TierTrace"]
+__all__ = ["CascadeResult", "MemoryTrace", "RetrievedStrategy", "SampleTrace", "SpeculationTrace", "TierTrace"]
 
 TierDecision = Literal["accept", "escalate", "abstain", "failed"]
+#: what became of a speculative start of the next tier (see :class:`SpeculationTrace`)
+SpeculationOutcome = Literal["used", "wasted", "cancelled", "refused"]
 
 
 class _Frozen(BaseModel):
@@ -105,6 +107,33 @@ class MemoryTrace(_Frozen):
     errors: list[str] = Field(default_factory=list)
 
 
+class SpeculationTrace(_Frozen):
+    """A speculative start of the next tier (``speculate:`` on a tier; :mod:`semcascade.speculation`).
+
+    ``outcome``: ``used`` (this tier escalated: the speculative samples are the next tier's, no second
+    call), ``wasted`` (this tier accepted after the next tier had come back: billed, unused),
+    ``cancelled`` (this tier accepted, or the call ended, while the next tier was in flight: it was
+    cancelled) or ``refused`` (the rule fired but the next tier's spend did not fit the budget: not started).
+    ``cost``/tokens: what the provider reported for the speculative requests that came back (for a
+    ``wasted`` or ``cancelled`` one they are added to the result's totals; a ``used`` one's are its
+    tier's). ``charged_cost``: what the budget was charged; for requests cut in flight the provider
+    may bill what they generated, unknown here, so their upper bound is charged (``charged_cost`` >= ``cost``).
+    """
+
+    #: the tier whose early signal fired, and the tier started speculatively
+    source: str
+    tier: str
+    trigger: Literal["disagree", "after"]
+    #: seconds after the source tier started that the next tier was started
+    started_after_s: float
+    outcome: SpeculationOutcome
+    reason: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    charged_cost: float = 0.0
+
+
 class CascadeResult(_Frozen):
     """The answer of a cascade call and how it was reached.
 
@@ -141,6 +170,14 @@ class CascadeResult(_Frozen):
     cached_cost: float | None = None
     deadline_exceeded: bool = False
     stop_reason: str | None = None
+    #: speculative starts of a next tier during this call (``speculate:`` on a tier), in order
+    speculation: list[SpeculationTrace] = Field(default_factory=list)
+
+    @property
+    def speculated(self) -> str | None:
+        """What became of this call's speculation (``used``, ``wasted``, ``cancelled``, ``refused``;
+        the last one when several tiers speculated), or ``None`` when none started."""
+        return self.speculation[-1].outcome if self.speculation else None
 
     @property
     def escalated(self) -> bool:

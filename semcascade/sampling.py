@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,13 +33,25 @@ from semcascade.providers import REFUSED_FINISH_REASONS, Completion, CompletionR
 from semcascade.providers.base import OPENAI_STYLE_PREFIXES
 from semcascade.result import SampleTrace
 
-__all__ = ["ResolvedModel", "ResolvedTier", "TierSamples", "clear_native_n_probes", "sample_tier", "split_k"]
+__all__ = [
+    "OnCompletion",
+    "ResolvedModel",
+    "ResolvedTier",
+    "TierSamples",
+    "clear_native_n_probes",
+    "sample_tier",
+    "split_k",
+]
 
 #: Provider errors that are configuration problems: escalating past them would
 #: only hide them (and pay the next tier for nothing), so they propagate. Other
 #: provider errors (timeouts, rate limits, 5xx, garbage, content refusals) are
 #: recorded in the tier's trace and the cascade carries on.
 CONFIG_ERRORS: tuple[type[ProviderError], ...] = (UnknownModelError, AuthenticationError, BadRequestError)
+
+#: told of each of a tier's requests as it comes back, before the others (the early signal of
+#: :mod:`semcascade.speculation`); it must not block (schedule any slow work)
+OnCompletion = Callable[[ResolvedModel, Completion], None]
 
 
 @dataclass
@@ -193,8 +205,11 @@ async def sample_tier(
     k: int | None = None,
     temperature: float | None = None,
     answer_format: str = "raw",
+    on_completion: OnCompletion | None = None,
 ) -> TierSamples:
     """Draw ``k`` (default: the tier's k) samples from the tier's models concurrently.
+
+    ``on_completion`` is told of each request that comes back, as it does (the others still in flight).
 
     Each sample's ``answer`` is its span under ``answer_format`` (see
     :func:`semcascade.answers.extract_answer`). Transient provider failures
@@ -235,7 +250,14 @@ async def sample_tier(
                     ),
                 )
             )
-    results = await asyncio.gather(*(_call(provider, tier.limiter, req) for _, req in requests), return_exceptions=True)
+
+    async def call(model: ResolvedModel, req: CompletionRequest) -> Completion:
+        res = await _call(provider, tier.limiter, req)
+        if on_completion is not None:
+            on_completion(model, res)
+        return res
+
+    results = await asyncio.gather(*(call(m, req) for m, req in requests), return_exceptions=True)
     out = TierSamples(samples=[], errors=[])
     for model, paid in probes:  # the n probe was billed: count it with the tier's usage
         used = out.usage.setdefault(model.litellm_model, [0, 0])

@@ -224,6 +224,7 @@ def decision_headers(result: CascadeResult, rid: str) -> dict[str, str]:
         "x-semcascade-agreement": "none" if result.agreement is None else f"{result.agreement:.4f}",
         "x-semcascade-cost": f"{result.cost:.6g}",
         "x-semcascade-answer-cache": "hit" if result.answer_cache_hit else "miss",
+        "x-semcascade-speculated": result.speculated or "none",
     }
 
 

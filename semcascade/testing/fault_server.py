@@ -53,6 +53,7 @@ import asyncio
 import collections
 import email.utils
 import json
+import math
 import random
 import threading
 import time
@@ -62,7 +63,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["FAULT_KINDS", "TRANSIENT_FAULTS", "FaultServer", "FaultStats", "http_date"]
+__all__ = ["FAULT_KINDS", "TRANSIENT_FAULTS", "FaultServer", "FaultStats", "LatencyFn", "ProviderLatency", "http_date"]
 
 FAULT_KINDS: tuple[str, ...] = (
     "ok",
@@ -87,6 +88,37 @@ TRANSIENT_FAULTS: tuple[str, ...] = ("latency", "429", "500", "503", "malformed"
 
 #: (model, prompt text, choice index, rng) -> the answer text of one choice
 AnswerFn = Callable[[str, str, int, random.Random], str]
+
+#: (request body, model, completion tokens of the answer) -> seconds the answer takes (``latency=``)
+LatencyFn = Callable[[Mapping[str, Any], str, int], float]
+
+
+@dataclass(frozen=True)
+class ProviderLatency:
+    """A provider-like latency: time to first token (lognormal: a heavy tail) plus a time per token.
+
+    The draw is a function of ``seed``, the model and the request (messages, ``seed``, ``temperature``,
+    ``n``), not of arrival order, so the same request takes the same time in two runs compared
+    (give a tier a ``seed`` for its k samples to be different requests).
+    ``per_token_s``/``ttft_median_s`` may differ by model: ``by_model`` maps a model-name suffix to
+    ``(ttft_median_s, ttft_sigma, per_token_s)``.
+    """
+
+    ttft_median_s: float = 0.4
+    ttft_sigma: float = 0.6
+    per_token_s: float = 0.02
+    by_model: Mapping[str, tuple[float, float, float]] = field(default_factory=dict)
+    seed: int = 0
+
+    def __call__(self, body: Mapping[str, Any], model: str, completion_tokens: int) -> float:
+        median, sigma, per_token = self.ttft_median_s, self.ttft_sigma, self.per_token_s
+        for suffix, params in self.by_model.items():
+            if model.endswith(suffix):
+                median, sigma, per_token = params
+        fields = [self.seed, model, body.get("messages"), body.get("seed"), body.get("temperature"), body.get("n")]
+        rng = random.Random(json.dumps(fields, sort_keys=True, default=str))
+        return median * math.exp(sigma * rng.gauss(0.0, 1.0)) + per_token * completion_tokens
+
 
 #: top-level request parameters of OpenAI's chat-completions API; anything else is a 400
 KNOWN_PARAMS = frozenset(
@@ -116,6 +148,8 @@ class FaultStats:
     #: requests in flight and their peak per requested model (a tier's model: its upstream concurrency)
     in_flight_by_model: collections.Counter[str] = field(default_factory=collections.Counter)
     peak_by_model: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: requests whose client went away (cancelled) before the answer was sent
+    cancelled: int = 0
 
 
 class FaultServer:
@@ -125,8 +159,14 @@ class FaultServer:
     fault) gets a fault, drawn from ``fault_mix`` (kind -> weight; default all
     of :data:`TRANSIENT_FAULTS` equally). ``latency_s``: delay of the ``latency`` fault
     and ``base_latency_s`` of every request, give or take up to ``jitter_s`` (uniform, never below 0).
+    ``latency``: a :data:`LatencyFn` (e.g. :class:`ProviderLatency`) giving each well-formed,
+    non-streamed answer its time from its completion tokens (on top of ``base_latency_s``).
     ``retry_after``: the
     ``Retry-After`` value sent with 429/503 (``None`` = no header).
+
+    A request whose client disconnects before its answer is counted in ``stats.cancelled``; its
+    entry in :attr:`requests_seen` gets ``_cancelled_after_s`` (and, under ``latency``,
+    ``_planned_s``/``_planned_tokens``: what the answer would have taken and had).
     """
 
     def __init__(
@@ -137,6 +177,7 @@ class FaultServer:
         latency_s: float = 0.5,
         base_latency_s: float = 0.0,
         jitter_s: float = 0.0,
+        latency: LatencyFn | None = None,
         retry_after: str | None = "0",
         hang_s: float = 3600.0,
         answer: AnswerFn = default_answer,
@@ -162,6 +203,7 @@ class FaultServer:
         self.base_latency_s = base_latency_s
         self.jitter_s = jitter_s
         self._jitter_rng = random.Random(seed + 1)
+        self.latency = latency
         self.retry_after = retry_after
         self.hang_s = hang_s
         self.answer = answer
@@ -291,15 +333,25 @@ class FaultServer:
             self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.stats.in_flight)
             self.stats.in_flight_by_model[model] += 1
             self.stats.peak_by_model[model] = max(self.stats.peak_by_model[model], self.stats.in_flight_by_model[model])
-            self.requests_seen.append({**body, "_fault": fault})
+            seen: dict[str, Any] = {**body, "_fault": fault}
+            self.requests_seen.append(seen)
+        t0 = time.perf_counter()
         try:
-            return await self._respond(request, body, model, fault)
+            return await self._respond(request, body, model, fault, seen)
+        except asyncio.CancelledError:
+            if fault != "drop":  # the client went away (a dropped connection is the server's own doing)
+                with self._lock:
+                    self.stats.cancelled += 1
+                    seen["_cancelled_after_s"] = time.perf_counter() - t0
+            raise
         finally:
             with self._lock:
                 self.stats.in_flight -= 1
                 self.stats.in_flight_by_model[model] -= 1
 
-    async def _respond(self, request: web.Request, body: dict[str, Any], model: str, fault: str) -> web.StreamResponse:
+    async def _respond(
+        self, request: web.Request, body: dict[str, Any], model: str, fault: str, seen: dict[str, Any]
+    ) -> web.StreamResponse:
         if self.base_latency_s or self.jitter_s:
             with self._lock:
                 jitter = self._jitter_rng.uniform(-self.jitter_s, self.jitter_s) if self.jitter_s else 0.0
@@ -352,7 +404,14 @@ class FaultServer:
             count = max(0, n - 1) if n > 1 else 0
         else:
             count = n
-        return web.json_response(self._completion(body, model, count))
+        completion = self._completion(body, model, count)
+        if self.latency is not None and completion["choices"]:
+            tokens = max(max(1, len(ch["message"]["content"].split())) for ch in completion["choices"])
+            planned = self.latency(body, model, tokens)
+            with self._lock:
+                seen.update(_planned_s=planned, _planned_tokens=completion["usage"]["completion_tokens"])
+            await asyncio.sleep(planned)
+        return web.json_response(completion)
 
     def _texts(self, body: dict[str, Any], model: str, count: int) -> list[str]:
         messages: Sequence[Mapping[str, Any]] = body.get("messages") or []

@@ -40,6 +40,7 @@ def fault_server_fixture(fault_server_session: FaultServer) -> FaultServer:
     server.retry_after = "0"
     server.latency_s = 0.2
     server.base_latency_s = 0.0
+    server.latency = None
     server.hang_s = 3600.0
     server.answer = default_answer
     server.usage = "sum"

@@ -71,6 +71,7 @@ def test_non_streaming_answer_and_decision_headers(client: openai.OpenAI) -> Non
     assert r.choices[0].message.content == "Paris" and r.model == "ok" and r.object == "chat.completion"
     h = raw.headers
     assert h["x-semcascade-tier"] == meta["tier"] == "cheap" and h["x-semcascade-escalated"] == "false"
+    assert h["x-semcascade-speculated"] == "none"  # no tier speculates in this config
     assert h["x-semcascade-request-id"] == r.id == meta["request_id"]
     assert float(h["x-semcascade-agreement"]) == pytest.approx(meta["agreement"], abs=1e-4)
     assert float(h["x-semcascade-cost"]) == pytest.approx(meta["cost"], rel=1e-5) and meta["cost"] > 0

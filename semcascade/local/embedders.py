@@ -19,18 +19,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
-import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tqdm.auto import tqdm
 
 from semcascade.errors import ArchiveMemberError, LocalServerError
 from semcascade.local.locking import file_lock
 from semcascade.local.paths import cache_dir
+from semcascade.local.stamps import stamp_matches, write_stamp
 from semcascade.local.zipmember import ChunkedFile, find_member, inflate_member
 
 __all__ = [
@@ -148,30 +147,12 @@ def _stamp_path(spec: EmbeddingModelSpec) -> Path:
     return embedding_models_dir() / f".{spec.name}.stamp.json"
 
 
-def _stat(path: Path) -> dict[str, Any]:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
-
-
 def _stamp_matches(spec: EmbeddingModelSpec, target: Path) -> bool:
-    try:
-        recorded = json.loads(_stamp_path(spec).read_text(encoding="utf-8"))
-        current = _stat(target)
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(recorded, dict)
-        and recorded.get("sha256") == spec.sha256
-        and current["size"] == spec.size_bytes
-        and all(recorded.get(k) == v for k, v in current.items())
-    )
+    return stamp_matches(_stamp_path(spec), target, size=spec.size_bytes, sha256=spec.sha256)
 
 
 def _write_stamp(spec: EmbeddingModelSpec, target: Path) -> None:
-    stamp = _stamp_path(spec)
-    tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({**_stat(target), "sha256": spec.sha256}), encoding="utf-8")
-    os.replace(tmp, stamp)
+    write_stamp(_stamp_path(spec), target, spec.sha256)
 
 
 def _sha256_of(path: Path) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import json
 import os
 import shutil
 from collections.abc import Iterable
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 from semcascade.errors import LocalServerError
 from semcascade.local.locking import file_lock
 from semcascade.local.paths import cache_dir
+from semcascade.local.stamps import stamp_matches, write_stamp
 
 __all__ = [
     "LOCAL_MODELS",
@@ -176,33 +176,12 @@ def _stamp_path(spec: LocalModelSpec) -> Path:
     return models_dir() / f".{spec.name}.stamp.json"
 
 
-def _stat_record(path: Path) -> dict[str, Any]:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
-
-
 def _stamp_matches(spec: LocalModelSpec, target: Path) -> bool:
-    stamp = _stamp_path(spec)
-    try:
-        recorded = json.loads(stamp.read_text(encoding="utf-8"))
-        current = _stat_record(target)
-    except (OSError, ValueError):
-        return False
-    if not isinstance(recorded, dict):
-        return False
-    if spec.sha256 is not None and recorded.get("sha256") != spec.sha256:
-        return False
-    if current["size"] != spec.size_bytes:
-        return False
-    return all(recorded.get(k) == v for k, v in current.items())
+    return stamp_matches(_stamp_path(spec), target, size=spec.size_bytes, sha256=spec.sha256)
 
 
 def _write_stamp(spec: LocalModelSpec, target: Path, sha256: str) -> None:
-    record = {**_stat_record(target), "sha256": sha256}
-    stamp = _stamp_path(spec)
-    tmp = stamp.with_name(stamp.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record), encoding="utf-8")
-    os.replace(tmp, stamp)
+    write_stamp(_stamp_path(spec), target, sha256)
 
 
 def _remove_stamp(spec: LocalModelSpec) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,3 +19,11 @@ def write_report(stem: str | Path, report: dict[str, Any], markdown: Callable[[d
     stem.with_suffix(".md").write_text(md)
     print(md)
     return md
+
+
+def machine() -> str:
+    """What the figures were measured on: architecture, cores, Python, and how loaded the machine was."""
+    return (
+        f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average at the end {os.getloadavg()[0]:.1f}"
+    )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Literal
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import write_report
+from _report import machine, write_report
 
 from semcascade.batch.run import run_batch
 from semcascade.testing import FaultServer
@@ -102,8 +101,7 @@ def main() -> None:
     report = {
         "command": f"nice -n 10 python benchmarks/batch_engines.py --n {args.n} --concurrency {args.concurrency} "
         f"--latency {args.latency} --jitter {args.jitter}",
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average at the end {os.getloadavg()[0]:.1f}",
+        "machine": machine(),
         "runs": runs,
     }
     write_report(args.out, report, _markdown)

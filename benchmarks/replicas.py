@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import write_report
+from _report import machine, write_report
 
 from semcascade.testing import FaultServer
 from semcascade.testing.redis_server import RedisServer
@@ -148,8 +147,7 @@ def main() -> None:
     report = {
         "command": f"nice -n 10 python benchmarks/replicas.py --requests {args.requests} --clients {args.clients} "
         f"--latency {args.latency} --jitter {args.jitter} --rounds {args.rounds}",
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average at the end {os.getloadavg()[0]:.1f}",
+        "machine": machine(),
         "upstream": upstream,
         "runs": {str(n): rs for n, rs in runs.items()},
         "summary": {str(n): s for n, s in summary.items()},

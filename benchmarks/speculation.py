@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import write_report
+from _report import machine, write_report
 
 from semcascade import Cascade, CascadeResult
 from semcascade.aggregation import pair_indices
@@ -245,7 +244,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "command": "nice -n 10 python benchmarks/speculation.py"
         + (f" --n {args.n}" if args.n != 300 else "")
         + (f" --concurrency {args.concurrency}" if args.concurrency != 3 else ""),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}",
+        "machine": machine(),
     }
 
 

@@ -229,7 +229,7 @@ class Cascade:
         self._extra_hooks = [*answer_cache_hook(self.config, self.state), *hooks]
         #: escalation-drift monitoring (``drift:`` in the config), attached as a hook
         self.drift: DriftMonitor | None = DriftMonitor.from_config(
-            self.config.drift, task=task, certificate=self.config.certificate
+            self.config.drift, task=task, certificate=self.config.certificate, state=self.state
         )
         if self.drift is not None:
             self._extra_hooks.append(self.drift)

@@ -23,9 +23,13 @@ test checks each full window of per-request losses against the certified
 at the same per-window level as the score test; a rejection is a
 ``certified_loss`` alarm.
 
+The counts the tests run on live in the cascade's state store
+(:mod:`semcascade.state.drift_counters`): per process by default, one stream for
+every replica with ``state: {name: redis}``.
+
 An alarm is a log line (``semcascade.drift`` logger), a count in
-:attr:`DriftMonitor.alarms` (exported as a metric by ``semcascade serve``) and
-a call of the user's ``on_alarm``. Thresholds never change by themselves: the
+:attr:`DriftMonitor.alarm_counts` and the store's counters (exported as a metric
+by ``semcascade serve``) and a call of the user's ``on_alarm``. Thresholds never change by themselves: the
 :class:`DriftAlarm` says what moved and suggests recalibrating.
 """
 
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,10 +46,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from semcascade.certificate import RiskCertificate, upper_tail_pvalue
+from semcascade.state.drift_counters import ALARM_LOG, CusumParams, LocalDriftCounters, cusum_step
 
 if TYPE_CHECKING:
     from semcascade.hooks import FinishContext, HookRequest, HookSession
     from semcascade.result import CascadeResult
+    from semcascade.state.base import StateStore
+    from semcascade.state.drift_counters import DriftCounters
 
 __all__ = [
     "DriftAlarm",
@@ -146,24 +153,20 @@ class EscalationCusum:
         self.p0 = min(max(p0, 1e-3), 1 - 1e-3)
         self.p_up = min(self.p0 + shift, 1 - 1e-3)
         self.p_down = max(self.p0 - shift, 1e-3)
+        falls = self.p_down < self.p0
         # each side spends half of the false-alarm budget
-        self.h_up = cusum_threshold(2 * arl0)
-        self.h_down = cusum_threshold(2 * arl0) if self.p_down < self.p0 else math.inf
-        self._up = _llr(self.p0, self.p_up)
-        self._down = _llr(self.p0, self.p_down) if self.p_down < self.p0 else (0.0, 0.0)
+        self.params = CusumParams(
+            up=_llr(self.p0, self.p_up),
+            down=_llr(self.p0, self.p_down) if falls else (0.0, 0.0),
+            h_up=cusum_threshold(2 * arl0),
+            h_down=cusum_threshold(2 * arl0) if falls else math.inf,
+        )
         self.s_up = self.s_down = 0.0
 
     def update(self, escalated: bool) -> Literal["up", "down"] | None:
         """Add one request; ``"up"``/``"down"`` when the rate has moved (the statistic restarts)."""
-        self.s_up = max(0.0, self.s_up + (self._up[0] if escalated else self._up[1]))
-        self.s_down = max(0.0, self.s_down + (self._down[0] if escalated else self._down[1]))
-        if self.s_up > self.h_up:
-            self.s_up = self.s_down = 0.0
-            return "up"
-        if self.s_down > self.h_down:
-            self.s_up = self.s_down = 0.0
-            return "down"
-        return None
+        self.s_up, self.s_down, moved = cusum_step(self.s_up, self.s_down, escalated, self.params)
+        return moved
 
 
 def ks_pvalue(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
@@ -185,7 +188,13 @@ def ks_pvalue(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
 
 @dataclass
 class DriftMonitor:
-    """Watches a cascade's escalations and first-tier scores against a calibration baseline (a hook)."""
+    """Watches a cascade's escalations and first-tier scores against a calibration baseline (a hook).
+
+    The tests run here; the counts they run on are ``counters`` (from the cascade's state store: per
+    process, or shared by every replica on Redis, see :mod:`semcascade.state.drift_counters`).
+    ``requests``, ``escalations``, ``labelled`` and ``escalation_rate`` are the stream's (all replicas'
+    on a shared store); ``alarms`` and ``alarm_counts`` are the alarms this process raised.
+    """
 
     baseline: DriftBaseline
     false_alarms_per_10k: float = 1.0
@@ -195,20 +204,28 @@ class DriftMonitor:
     on_alarm: Callable[[DriftAlarm], None] | None = None
     #: the config's risk certificate: labelled losses (:meth:`observe_loss`) are tested against it
     certificate: RiskCertificate | None = None
-    #: every alarm raised so far
-    alarms: list[DriftAlarm] = field(default_factory=list)
-    requests: int = 0
-    escalations: int = 0
+    #: where the counts live; ``None``: in this process
+    counters: DriftCounters | None = None
+    #: the last :data:`ALARM_LOG` alarms this process raised
+    alarms: deque[DriftAlarm] = field(default_factory=lambda: deque(maxlen=ALARM_LOG))
+    #: every alarm this process raised, by kind
+    alarm_counts: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         arl0 = 10_000 / (self.false_alarms_per_10k / 2)  # half the budget to each test
-        self._cusum = EscalationCusum(self.baseline.escalation_rate, self.shift, arl0)
+        self.cusum = EscalationCusum(self.baseline.escalation_rate, self.shift, arl0).params
         tests_per_10k = 10_000 / self.window
         self.alpha = (self.false_alarms_per_10k / 2) / tests_per_10k
-        self._scores: deque[float] = deque(maxlen=self.window)
-        self._recent: deque[bool] = deque(maxlen=rate_window(self.window))
-        self._losses: list[float] = []
-        self.labelled = 0
+        if self.counters is None:
+            self.counters = self.counters_in(None)
+
+    def counters_in(self, state: StateStore | None) -> DriftCounters:
+        """This monitor's counters in ``state`` (``None``: in this process), keyed by its task."""
+        if state is None:
+            return LocalDriftCounters(self.cusum, rate_window=rate_window(self.window), window=self.window)
+        return state.drift_counters(
+            self.task or "default", self.cusum, rate_window=rate_window(self.window), window=self.window
+        )
 
     @classmethod
     def from_config(
@@ -218,6 +235,7 @@ class DriftMonitor:
         task: str | None = None,
         on_alarm: Callable[[DriftAlarm], None] | None = None,
         certificate: RiskCertificate | None = None,
+        state: StateStore | None = None,
     ) -> DriftMonitor | None:
         if not config.enabled:
             return None
@@ -225,51 +243,71 @@ class DriftMonitor:
             from semcascade.errors import ConfigError
 
             raise ConfigError("drift.enabled needs drift.baseline (written by `semcascade calibrate --drift-baseline`)")
-        return cls(
+        monitor = cls(
             config.baseline, config.false_alarms_per_10k, config.shift, config.window, task, on_alarm, certificate
         )
+        if state is not None:
+            monitor.counters = monitor.counters_in(state)
+        return monitor
+
+    @property
+    def _counters(self) -> DriftCounters:
+        assert self.counters is not None  # set in __post_init__
+        return self.counters
+
+    @property
+    def requests(self) -> int:
+        """Requests recorded (by every process feeding the counters)."""
+        return self._counters.totals().requests
+
+    @property
+    def escalations(self) -> int:
+        return self._counters.totals().escalations
+
+    @property
+    def labelled(self) -> int:
+        """Labelled losses recorded (:meth:`observe_loss`)."""
+        return self._counters.totals().labelled
 
     @property
     def escalation_rate(self) -> float:
-        """The escalation rate over the last ``window`` requests."""
-        return float(np.mean(self._recent)) if self._recent else 0.0
+        """The escalation rate over the last ``rate_window(window)`` requests."""
+        return self._counters.totals().escalation_rate
 
     def observe(self, escalated: bool, score: float | None) -> list[DriftAlarm]:
-        """Record one request; the alarms it raised."""
-        self.requests += 1
-        self.escalations += escalated
-        self._recent.append(escalated)
+        """Record one request; the alarms it raised (none when the counters' backend failed)."""
+        known = score if score is not None and self.baseline.scores else None
+        step = self._counters.step(escalated, known)
+        if step is None:
+            return []
         raised: list[DriftAlarm] = []
-        moved = self._cusum.update(escalated)
-        if moved is not None:
+        if step.moved is not None:
             raised.append(
                 DriftAlarm(
                     "escalation_rate",
                     self.task,
-                    self.requests,
+                    step.requests,
                     self.baseline.escalation_rate,
-                    self.escalation_rate,
-                    f"escalation rate {'rose' if moved == 'up' else 'fell'} from {self.baseline.escalation_rate:.3f} "
-                    f"(calibration) to {self.escalation_rate:.3f} (last {len(self._recent)} requests)",
+                    step.escalation_rate,
+                    f"escalation rate {'rose' if step.moved == 'up' else 'fell'} from "
+                    f"{self.baseline.escalation_rate:.3f} (calibration) to {step.escalation_rate:.3f} "
+                    f"(last {step.recent_n} requests)",
                 )
             )
-        if score is not None and self.baseline.scores:
-            self._scores.append(float(score))
-            if len(self._scores) == self.window:
-                d, p = ks_pvalue(list(self._scores), self.baseline.scores)
-                if p < self.alpha:
-                    raised.append(
-                        DriftAlarm(
-                            "score_distribution",
-                            self.task,
-                            self.requests,
-                            float(np.median(self.baseline.scores)),
-                            float(np.median(self._scores)),
-                            f"first-tier score distribution moved (KS D={d:.3f}, p={p:.2g} < {self.alpha:.2g}; median "
-                            f"{np.median(self.baseline.scores):.3f} -> {np.median(self._scores):.3f})",
-                        )
+        if step.scores is not None:  # a full window, ours to test (non-overlapping: the level is spent once each)
+            d, p = ks_pvalue(step.scores, self.baseline.scores)
+            if p < self.alpha:
+                raised.append(
+                    DriftAlarm(
+                        "score_distribution",
+                        self.task,
+                        step.requests,
+                        float(np.median(self.baseline.scores)),
+                        float(np.median(step.scores)),
+                        f"first-tier score distribution moved (KS D={d:.3f}, p={p:.2g} < {self.alpha:.2g}; median "
+                        f"{np.median(self.baseline.scores):.3f} -> {np.median(step.scores):.3f})",
                     )
-                self._scores.clear()  # non-overlapping windows: the level is spent once per window
+                )
         return self._raise(raised)
 
     def observe_loss(self, loss: float) -> list[DriftAlarm]:
@@ -282,13 +320,11 @@ class DriftMonitor:
             return []
         if not 0.0 <= loss <= 1.0 or math.isnan(loss):
             raise ValueError(f"a {cert.loss} loss must be in [0, 1], got {loss}")
-        self.labelled += 1
-        self._losses.append(float(loss))
-        if len(self._losses) < self.window:
+        losses = self._counters.add_loss(float(loss))
+        if losses is None:
             return []
-        mean = float(np.mean(self._losses))
-        p = upper_tail_pvalue(mean, len(self._losses), cert.eps, binary=cert.p_value_method == "binomial")
-        self._losses.clear()  # non-overlapping windows: the level is spent once per window
+        mean = float(np.mean(losses))
+        p = upper_tail_pvalue(mean, len(losses), cert.eps, binary=cert.p_value_method == "binomial")
         if p >= self.alpha:
             return []
         return self._raise(
@@ -299,7 +335,7 @@ class DriftMonitor:
                     self.requests,
                     cert.eps,
                     mean,
-                    f"{cert.loss} {mean:.3f} over the last {self.window} labelled requests breaches the certified "
+                    f"{cert.loss} {mean:.3f} over the last {len(losses)} labelled requests breaches the certified "
                     f"{cert.eps:g} (p={p:.2g} < {self.alpha:.2g}; certified on n={cert.n}, {cert.date})",
                 )
             ]
@@ -308,6 +344,8 @@ class DriftMonitor:
     def _raise(self, raised: list[DriftAlarm]) -> list[DriftAlarm]:
         for alarm in raised:
             self.alarms.append(alarm)
+            self.alarm_counts[alarm.kind] += 1
+            self._counters.add_alarm(alarm.kind, alarm.message())
             log.warning("drift alarm: %s", alarm.message())
             if self.on_alarm is not None:
                 self.on_alarm(alarm)

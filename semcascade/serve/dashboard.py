@@ -147,6 +147,10 @@ function task(t) {
     dl.append(el("dt", {}, "alarms " + kind.replace("_", " ")),
       fig("alarms", n, n, {"data-kind": kind, class: n ? "alarm" : ""}));
   }
+  if (t.stream && t.stream.shared) {
+    dl.append(el("dt", {}, "drift stream (all replicas)"), fig("stream-requests", t.stream.requests,
+      t.stream.requests + " requests, " + num(100 * t.stream.escalation_rate, 1) + "% escalated"));
+  }
   return el("section", {"data-model": t.model, "data-task": t.task},
     el("h2", {}, t.model + " / " + t.task + " ", el("small", {}, t.tiers.join(" → ") +
       (t.band ? "" : " · no drift baseline") + (alarms ? " · " + alarms + " drift alarm(s)" : ""))),

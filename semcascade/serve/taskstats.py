@@ -4,9 +4,11 @@ Each served config and each of its ``tasks`` (plus ``default``: requests no task
 :class:`TaskEntry`: decided requests, escalations by the tier they reached, the escalation rate over
 the drift monitor's window against the calibration baseline and band (``drift:``), the drift alarms
 by kind, cost, the strong-tier cost measured where the strong tier ran, a histogram of first-tier
-decision scores, the rate over time and the last decisions. :class:`TaskCollector` exposes them on
-the server's Prometheus registry; :meth:`TaskStats.snapshot` is the dashboard's JSON. Both read the
-same entries under one lock, so the page and the scrape never disagree.
+decision scores, the rate over time and the last decisions; and the drift monitor's stream as its
+counters hold it (``stream``: every replica's requests when the state store is shared).
+:class:`TaskCollector` exposes them on the server's Prometheus registry; :meth:`TaskStats.snapshot`
+is the dashboard's JSON. Both read the same entries under one lock, so the page and the scrape
+never disagree.
 
 Labels are bounded: ``model`` is a served config's name, ``task`` one of its tasks or ``default``
 (any other task name is counted as ``default``), ``tier`` a tier name of the task's config, ``kind``
@@ -105,7 +107,8 @@ class TaskEntry:
         self.series: deque[tuple[int, float, float]] = deque(maxlen=self.series_size)
         self.recent: deque[dict[str, Any]] = deque(maxlen=self.recent_size)
         self._monitor: DriftMonitor | None = None
-        self._alarms_seen = 0
+        #: the monitor's alarm counts by kind at the last look
+        self._alarms_seen: dict[str, int] = {}
 
     @property
     def escalation_rate(self) -> float:
@@ -121,20 +124,26 @@ class TaskEntry:
         return self.strong_cost / self.strong_runs * self.requests
 
     def sync_alarms(self) -> list[str]:
-        """Count the monitor's alarms raised since the last look; their kinds."""
+        """Count the alarms this process's monitor raised since the last look; their kinds.
+
+        Per process, like every figure here (with the drift counters on Redis an alarm is raised by the
+        replica whose request crossed the threshold, so the replicas' counts sum to the stream's)."""
         monitor = self._monitor
         if monitor is None:
             return []
-        new = monitor.alarms[self._alarms_seen :]
-        self._alarms_seen += len(new)
-        for alarm in new:
-            self.alarms[alarm.kind] = self.alarms.get(alarm.kind, 0) + 1
-        return [a.kind for a in new]
+        new: list[str] = []
+        for kind, n in monitor.alarm_counts.items():
+            seen = self._alarms_seen.get(kind, 0)
+            if n > seen:
+                new += [kind] * (n - seen)
+                self.alarms[kind] = self.alarms.get(kind, 0) + n - seen
+                self._alarms_seen[kind] = n
+        return new
 
     def record(self, result: CascadeResult, *, request_id: str, served: str, now: float, texts: bool) -> None:
         if self._monitor is None:
             self._monitor = self.monitor_of()
-            self._alarms_seen = 0
+            self._alarms_seen = {}
         self.requests += 1
         self.cost += result.cost
         for t in result.trace[1:]:
@@ -181,6 +190,22 @@ class TaskEntry:
             },
             "series": [[n, round(t, 3), r] for n, t, r in self.series],
             "recent": list(self.recent)[::-1],
+            "stream": self.stream(),
+        }
+
+    def stream(self) -> dict[str, Any] | None:
+        """The drift monitor's stream: every replica's requests when its counters are shared (Redis), else
+        this process's; ``None`` before a request was recorded or without a monitor."""
+        monitor = self._monitor
+        if monitor is None or monitor.counters is None:
+            return None
+        t = monitor.counters.totals()
+        return {
+            "shared": monitor.counters.shared,
+            "requests": t.requests,
+            "escalations": t.escalations,
+            "escalation_rate": t.escalation_rate,
+            "alarms": {**dict.fromkeys(ALARM_KINDS, 0), **t.alarms},
         }
 
 
@@ -312,6 +337,16 @@ class TaskCollector(Collector):
             labels=mt,
         )
         scores = HistogramMetricFamily(p + "first_tier_score", "first-tier decision score", labels=mt)
+        st = ["model", "task", "shared"]
+        stream_requests = GaugeMetricFamily(
+            p + "drift_stream_requests", "requests of the drift monitor's stream (all replicas' when shared)", labels=st
+        )
+        stream_rate = GaugeMetricFamily(
+            p + "drift_stream_escalation_rate", "escalation rate of the drift monitor's stream", labels=st
+        )
+        stream_alarms = GaugeMetricFamily(
+            p + "drift_stream_alarms", "alarms of the drift monitor's stream, by kind", labels=[*st, "kind"]
+        )
         for e in snap:
             lv = [e["model"], e["task"]]
             requests.add_metric(lv, e["requests"])
@@ -335,5 +370,11 @@ class TaskCollector(Collector):
                 cum += n
                 buckets.append((_le(le), float(cum)))
             scores.add_metric(lv, buckets, s["sum"] if math.isfinite(s["sum"]) else 0.0)
+            if e["stream"] is not None:
+                sv = [*lv, str(e["stream"]["shared"]).lower()]
+                stream_requests.add_metric(sv, e["stream"]["requests"])
+                stream_rate.add_metric(sv, e["stream"]["escalation_rate"])
+                for kind, n in e["stream"]["alarms"].items():
+                    stream_alarms.add_metric([*sv, kind], n)
         yield from (requests, escalations, rate, baseline, band, alarms, cost, strong_cost, strong_runs)
-        yield from (strong_only, scores)
+        yield from (strong_only, scores, stream_requests, stream_rate, stream_alarms)

@@ -6,12 +6,14 @@ A store hands out the objects the cascade already uses, backed by it:
 * :meth:`StateStore.limiter` - a tier's concurrency and rate limit;
 * :meth:`StateStore.kv` - a key -> bytes cache with a TTL (the answer cache);
 * :meth:`StateStore.response_cache` - the response cache (every sampled choice);
-* :meth:`StateStore.strategy_store` - the strategy memory's store.
+* :meth:`StateStore.strategy_store` - the strategy memory's store;
+* :meth:`StateStore.drift_counters` - a task's drift-monitor counters (one stream per task).
 
 Failure semantics (a shared backend lost mid-run): budgets and limits **fail closed** - a reservation
 or slot that cannot be taken raises :class:`~semcascade.errors.StateUnavailableError`, so nothing is
 spent that the shared ledger did not grant; caches and strategy memory **degrade to misses** with a
-``RuntimeWarning`` and a count in :attr:`StateStore.health` (read by the metrics layer). A reservation
+``RuntimeWarning`` and a count in :attr:`StateStore.health` (read by the metrics layer), and so does
+drift monitoring (a request the counters could not record is not counted). A reservation
 whose settlement cannot be written stays reserved and is charged in full when its lease expires.
 """
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from semcascade.memory.config import MemoryConfig
     from semcascade.memory.store import StrategyStore
     from semcascade.response_cache import ResponseCache
+    from semcascade.state.drift_counters import CusumParams, DriftCounters
 
 __all__ = [
     "STATE_STORES",
@@ -110,6 +113,10 @@ class StateStore(Protocol):
 
     def strategy_store(self, memory: MemoryConfig) -> StrategyStore:
         """The strategy memory's store for ``memory``."""
+        ...
+
+    def drift_counters(self, key: str, cusum: CusumParams, *, rate_window: int, window: int) -> DriftCounters:
+        """The drift monitor's counters of stream ``key`` (a task): shared by the processes that share the store."""
         ...
 
     def close(self) -> None: ...

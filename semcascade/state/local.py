@@ -3,8 +3,8 @@
 ``sqlite`` is what semcascade did before the seam existed: the run budget and the tier limits are
 per process (:class:`~semcascade._budget.BudgetLedger`, :class:`~semcascade._limits.TierLimiter`),
 the response cache and the strategy memory are SQLite files (as configured in ``memory.store``), and
-the answer cache is one more SQLite file. ``memory`` keeps everything in this process (tests,
-short-lived runs).
+the answer cache is one more SQLite file; the drift counters are per process. ``memory`` keeps
+everything in this process (tests, short-lived runs).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from semcascade.memory.store import StrategyStore
     from semcascade.providers.base import Completion
     from semcascade.response_cache import CachedSample, ResponseCache
+    from semcascade.state.drift_counters import CusumParams, DriftCounters
 
 __all__ = ["InMemoryResponseCache", "MemoryKV", "MemoryStateStore", "SQLiteKV", "SQLiteStateStore"]
 
@@ -178,6 +179,11 @@ class MemoryStateStore:
 
         opts = memory.store_options()
         return InMemoryStrategyStore(opts["dedup_similarity"], opts["max_entries"], opts["eviction"])
+
+    def drift_counters(self, key: str, cusum: CusumParams, *, rate_window: int, window: int) -> DriftCounters:
+        from semcascade.state.drift_counters import LocalDriftCounters
+
+        return LocalDriftCounters(cusum, rate_window=rate_window, window=window)
 
     def close(self) -> None:
         """Nothing to release."""

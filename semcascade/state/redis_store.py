@@ -1,9 +1,11 @@
-"""The ``redis`` state backend: budgets, limits, caches and strategy memory shared through Redis.
+"""The ``redis`` state backend: budgets, limits, caches, strategy memory and drift counters shared through Redis.
 
 What must be atomic runs as one Lua script on the server: a budget reservation (reclaim expired
 reservations, check the caps, reserve), its settlement, a concurrency slot, a rate-limit token.
 Every key starts with ``semcascade:<namespace>:`` (the namespace defaults to the config hash).
 Money is kept in integer pico-units (rounded up) so no float drift can let a reservation through.
+(Decrements are written ``0 - x``, never ``-x``: Lua's ``-0`` reaches ``HINCRBY`` as ``"-0"``, which
+Redis refuses as not an integer, so a free call's reservation would never settle.)
 
 redis-py's synchronous client is used: its connection pool is thread-safe and fork-safe, and it
 works from every event loop (the sync API runs each call in a fresh loop), each call one loopback
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from semcascade.memory.store import StrategyStore
     from semcascade.providers.base import Completion
     from semcascade.response_cache import CachedSample, ResponseCache
+    from semcascade.state.drift_counters import CusumParams, DriftCounters
 
 __all__ = ["RedisLedger", "RedisLimiter", "RedisStateStore", "redacted_url"]
 
@@ -55,8 +58,8 @@ for _, id in ipairs(dead) do
   local v = redis.call('HGET', KEYS[3], id)
   if v then
     local c, k = string.match(v, '(%S+) (%S+)')
-    redis.call('HINCRBY', KEYS[1], 'reserved_cost', -tonumber(c))
-    redis.call('HINCRBY', KEYS[1], 'reserved_tokens', -tonumber(k))
+    redis.call('HINCRBY', KEYS[1], 'reserved_cost', 0 - tonumber(c))
+    redis.call('HINCRBY', KEYS[1], 'reserved_tokens', 0 - tonumber(k))
     redis.call('HINCRBY', KEYS[1], 'spent_cost', tonumber(c))
     redis.call('HINCRBY', KEYS[1], 'spent_tokens', tonumber(k))
     redis.call('HINCRBY', KEYS[1], 'reclaimed', 1)
@@ -83,8 +86,8 @@ if not v then
   return 0
 end
 local c, k = string.match(v, '(%S+) (%S+)')
-redis.call('HINCRBY', KEYS[1], 'reserved_cost', -tonumber(c))
-redis.call('HINCRBY', KEYS[1], 'reserved_tokens', -tonumber(k))
+redis.call('HINCRBY', KEYS[1], 'reserved_cost', 0 - tonumber(c))
+redis.call('HINCRBY', KEYS[1], 'reserved_tokens', 0 - tonumber(k))
 redis.call('HINCRBY', KEYS[1], 'spent_cost', tonumber(ARGV[2]))
 redis.call('HINCRBY', KEYS[1], 'spent_tokens', tonumber(ARGV[3]))
 redis.call('HDEL', KEYS[3], ARGV[1])
@@ -224,6 +227,11 @@ class RedisStateStore:
             self, dedup_similarity=opts["dedup_similarity"], max_entries=opts["max_entries"], eviction=opts["eviction"]
         )
         return store
+
+    def drift_counters(self, key: str, cusum: CusumParams, *, rate_window: int, window: int) -> DriftCounters:
+        from semcascade.state.redis_drift import RedisDriftCounters
+
+        return RedisDriftCounters(self, key, cusum, rate_window=rate_window, window=window, ttl_s=KEY_TTL_S)
 
     def close(self) -> None:
         with suppress(Exception):

@@ -91,6 +91,9 @@ async def test_per_task_counts_rate_band_alarms_and_strong_only_cost() -> None:
         **dict.fromkeys(e["alarms"], 0),
         **Counter(a.kind for a in monitor.alarms),
     }
+    # the monitor's stream (per process here: the memory store) is what the entry counted
+    assert e["stream"] == {"shared": False, "requests": 12, "escalations": 8, "escalation_rate": pytest.approx(8 / 12),
+                           "alarms": e["alarms"]}  # fmt: skip
     # strong-only: the strong tier's mean measured cost (on the 4 hard requests) x all 12 requests
     strong = [t.cost for r in rc for t in r.trace if t.tier == "strong"]
     assert len(strong) == 4 == e["strong_tier_runs"] and e["strong_tier_cost"] == pytest.approx(sum(strong))

@@ -79,6 +79,8 @@ def _configs(server: FaultServer, redis: RedisServer, tmp: Path) -> list[Path]:
         "scorer": {"name": "lexical"},
         "budget": {"max_cost_per_run": BUDGET},
         "state": state("replicas-load", answer_cache={"enabled": True}),
+        # the drift monitor's counters are in the shared store: one stream of every replica's requests
+        "drift": {"enabled": True, "baseline": {"escalation_rate": 0.2, "n": 100}, "window": 50},
         "serve": {"max_in_flight": 64, "max_queue": 256, "request_timeout_s": 60.0},
     }
     mem = {
@@ -197,6 +199,12 @@ def test_three_replicas_share_limits_budget_caches_and_memory(
         assert strategies.count() == 1
         await _chat(clients[1], "mem", "What city is the capital of France?")
         assert any(STRATEGY in str(r["messages"]) for r in _mem_requests(upstream))
+
+        # one drift stream: both live replicas report the same count, which includes the dead replica's requests
+        scraped = [httpx.get(r.base_url.removesuffix("/v1") + "/metrics").text for r in replicas[1:]]
+        stream = [metric(t, "semcascade_task_drift_stream_requests", model="load", shared="true") for t in scraped]
+        served_here = sum(metric(t, "semcascade_task_requests_total", model="load") for t in scraped)
+        assert stream[0] == stream[1] > served_here > 0, (stream, served_here)
 
         # the dead replica's reservations: after their lease the next reservation reclaims them
         await asyncio.sleep(max(0.0, killed_at[0] + LEASE_S + 0.5 - time.monotonic()))

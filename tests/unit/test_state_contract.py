@@ -68,6 +68,15 @@ def test_token_cap(store: StateStore) -> None:
     assert why is not None and "max_tokens_per_run" in why
 
 
+def test_free_calls_settle_and_free_their_tokens(store: StateStore) -> None:
+    # local models and unpriced tiers reserve and bill 0 money: settling must still free the tokens
+    ledger = store.ledger("free", None, 100, scope="run")
+    for _ in range(5):
+        assert ledger.try_reserve(Estimate(0.0, 60)) is None
+        ledger.settle(Estimate(0.0, 60), Estimate(0.0, 0))
+    assert ledger.remaining().tokens == 100
+
+
 def test_kv_roundtrip_and_ttl(store: StateStore) -> None:
     kv = store.kv("answers")
     assert kv.get("k") is None

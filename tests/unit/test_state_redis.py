@@ -28,7 +28,7 @@ from semcascade.errors import StateUnavailableError
 from semcascade.memory.config import MemoryConfig
 from semcascade.memory.store import StrategyEntry
 from semcascade.state.base import create_state_store
-from semcascade.state.redis_store import RedisLedger
+from semcascade.state.redis_store import RedisLedger, RedisStateStore
 from semcascade.testing import FaultServer
 from semcascade.testing.cascade_worker import read_results, start_workers
 from semcascade.testing.redis_server import RedisServer
@@ -166,6 +166,23 @@ def test_kill_9_mid_run_reservation_is_reclaimed_and_strategies_kept(redis_serve
     assert ledger.try_reserve(Estimate(0.2, 1)) is not None  # never over-spent: 0.5 + 0.4 + 0.2 > 1.0
     st = store.strategy_store(MemoryConfig(enabled=True))
     assert st.count() == 1  # the strategy it stored before dying is there
+
+
+def test_a_free_reservation_settles_and_a_dead_one_is_reclaimed(redis_server: RedisServer) -> None:
+    # local models bill 0 money: a 0 decrement must reach HINCRBY as "0" (Lua's -0 prints as "-0")
+    store = RedisStateStore(redis_server.url, namespace="free", lease_s=0.3)
+    ledger = store.ledger("run", None, 100, scope="run")
+    assert isinstance(ledger, RedisLedger)
+    assert ledger.try_reserve(Estimate(0.0, 60)) is None
+    ledger.settle(Estimate(0.0, 60), Estimate(0.0, 5))
+    assert ledger.totals()["reserved_tokens"] == 0 and ledger.totals()["spent_tokens"] == 5
+    dead = store.ledger("run", None, 100, scope="run")  # a holder that never settles (its process died)
+    assert dead.try_reserve(Estimate(0.0, 60)) is None
+    time.sleep(0.5)  # past its lease
+    assert ledger.try_reserve(Estimate(0.0, 30)) is None  # the reclaim of a free reservation does not fail
+    t = ledger.totals()
+    assert t["reclaimed"] == 1 and t["spent_tokens"] == 65 and t["reserved_tokens"] == 30, t
+    store.close()
 
 
 def test_redis_stopped_mid_run_fails_closed_and_caches_degrade(fault_server: FaultServer, redis_server: RedisServer):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,3 +29,10 @@ def machine() -> str:
         f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"load average at the end {os.getloadavg()[0]:.1f}"
     )
+
+
+def command(script: str) -> str:
+    """How this run was started: ``[nice -n N] python benchmarks/SCRIPT ARGS`` (the niceness it ran at)."""
+    niceness = os.nice(0)
+    prefix = f"nice -n {niceness} " if niceness else ""
+    return prefix + shlex.join(["python", f"benchmarks/{script}", *sys.argv[1:]])

@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine, write_report
+from _report import command, machine, write_report
 
 from semcascade.testing import FaultServer
 from semcascade.testing.redis_server import RedisServer
@@ -65,10 +66,9 @@ async def _load(bases: list[str], prompts: list[str], clients: int) -> dict[str,
         await c.chat.completions.create(model="bench", messages=[{"role": "user", "content": f"warm-up {i}?"}])
     queue = list(reversed(range(len(prompts))))
     latencies: list[float] = []
-    errors = 0
+    errors: Counter[str] = Counter()
 
     async def worker(w: int) -> None:
-        nonlocal errors
         while queue:
             i = queue.pop()
             t0 = time.perf_counter()
@@ -77,8 +77,11 @@ async def _load(bases: list[str], prompts: list[str], clients: int) -> dict[str,
                     model="bench", messages=[{"role": "user", "content": prompts[i]}]
                 )
                 latencies.append(time.perf_counter() - t0)
-            except openai.OpenAIError:
-                errors += 1
+            except openai.APIStatusError as exc:
+                code = exc.body.get("code") if isinstance(exc.body, dict) else None
+                errors[f"{exc.status_code} {code or type(exc).__name__}"] += 1
+            except openai.OpenAIError as exc:  # no HTTP answer: a timeout or a dropped connection
+                errors[type(exc).__name__] += 1
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(clients)))
@@ -87,7 +90,8 @@ async def _load(bases: list[str], prompts: list[str], clients: int) -> dict[str,
         await c.close()
     lat = sorted(latencies)
     return {
-        "requests": len(prompts), "ok": len(lat), "errors": errors, "wall_s": wall,
+        "requests": len(prompts), "ok": len(lat), "errors": sum(errors.values()), "error_kinds": dict(errors),
+        "wall_s": wall,
         "throughput_rps": len(lat) / wall, "p50_ms": 1000 * statistics.median(lat),
         "p95_ms": 1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))],
     }  # fmt: skip
@@ -138,6 +142,7 @@ def main() -> None:
             "p50_ms": statistics.fmean(r["p50_ms"] for r in rs),
             "p95_ms": statistics.fmean(r["p95_ms"] for r in rs),
             "errors": sum(r["errors"] for r in rs),
+            "error_kinds": dict(sum((Counter(r.get("error_kinds", {})) for r in rs), Counter())),
         }
         for n, rs in runs.items()
     }
@@ -145,14 +150,38 @@ def main() -> None:
     for s in summary.values():
         s["ratio_vs_1"] = s["throughput_rps"] / base
     report = {
-        "command": f"nice -n 10 python benchmarks/replicas.py --requests {args.requests} --clients {args.clients} "
-        f"--latency {args.latency} --jitter {args.jitter} --rounds {args.rounds}",
+        "command": command("replicas.py"),
         "machine": machine(),
+        "args": {"requests": args.requests, "clients": args.clients, "latency": args.latency, "jitter": args.jitter},
         "upstream": upstream,
         "runs": {str(n): rs for n, rs in runs.items()},
         "summary": {str(n): s for n, s in summary.items()},
     }
     write_report(args.out, report, _markdown)
+
+
+def _kinds(s: dict[str, Any]) -> str:
+    kinds = s.get("error_kinds")
+    if not s["errors"] or kinds is None:
+        return str(s["errors"])
+    return f"{s['errors']} (" + ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items())) + ")"
+
+
+def _reading(r: dict[str, Any]) -> str:
+    """What the figures say, from the run's own numbers."""
+    one = r["summary"][next(iter(r["summary"]))]
+    a = r["args"]
+    waiting = a["clients"] / a["latency"]  # what a replica that only waited for the upstream could serve
+    return (
+        f"Reading: with {a['clients']} clients and a {a['latency']:g} s upstream, a replica that only waited for "
+        f"the upstream could serve up to {waiting:.0f} req/s; one replica served {one['throughput_rps']:.1f} "
+        f"({one['throughput_rps'] / waiting:.2f} of that), so here a replica is bound by its CPU, not by the "
+        f"upstream, and extra replicas add throughput while cores are free ({r['machine'].split(',')[0]}; the "
+        "client, the fault server and redis-server run on the same cores). What the rows show is that the shared "
+        "Redis store (one global ledger, global tier slots, one answer cache) does not cap several replicas at one "
+        "replica's throughput. Errors: requests that got no answer, by HTTP status and error code (or the "
+        "client's exception)."
+    )
 
 
 def _markdown(r: dict[str, Any]) -> str:
@@ -173,20 +202,11 @@ def _markdown(r: dict[str, Any]) -> str:
         rounds = " / ".join(f"{x['throughput_rps']:.1f}" for x in r["runs"][n])
         lines.append(
             f"| {n} | {s['throughput_rps']:.1f} | {rounds} | x{s['ratio_vs_1']:.2f} | {s['p50_ms']:.0f} "
-            f"| {s['p95_ms']:.0f} | {s['errors']} |"
+            f"| {s['p95_ms']:.0f} | {_kinds(s)} |"
         )
     lines += [
         "",
-        "Read with care. Every replica, the client, the fault server and redis-server share this machine's "
-        "2 cores with other jobs (see the load average), and the script runs at `nice -n 10`, so absolute "
-        "figures are far below what the code does on an idle machine and latencies are mostly waiting for a "
-        "CPU. The upstream latency is there so that a replica would spend its time waiting, as in front of a "
-        "real provider; when a replica manages only a few requests a second (throughput x latency = on "
-        "average about one upstream request in flight), it is CPU-starved instead, and on an oversubscribed "
-        "machine each extra process claims a larger share of the contended cores. So ratios above 2 on 2 "
-        "cores say more about the scheduler than about scaling; what they do show is that the shared Redis "
-        "store (one global ledger, global tier slots, one answer cache) does not cap several replicas at one "
-        "replica's throughput. Errors: requests answered with an HTTP error (kinds not broken down by this run).",
+        _reading(r),
         "",
     ]
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from typing import Any
 
 from semcascade.config import BudgetConfig
 from semcascade.costs import tier_cost
-from semcascade.sampling import ResolvedTier, split_k
+from semcascade.sampling import PROBE_MESSAGES, ResolvedTier, probe_pending, split_k
 
 __all__ = ["BudgetConfig", "BudgetLedger", "CallBudget", "Estimate", "prompt_token_bound", "tier_upper_bound"]
 
@@ -65,8 +65,10 @@ def tier_upper_bound(tier: ResolvedTier, messages: Sequence[Mapping[str, Any]], 
 
     Each request pays the prompt once (native ``n`` sends it once for up to
     ``max_n`` samples; otherwise once per sample) and each sample up to
-    ``max_tokens`` completion tokens. Money uses :func:`semcascade.costs.tier_cost`
-    (configured prices, else litellm's cost map; unknown prices count as 0).
+    ``max_tokens`` completion tokens. An endpoint whose ``n`` support is still to be probed adds the
+    probe (its prompt and 2 completion tokens: it is billed too). Money uses
+    :func:`semcascade.costs.tier_cost` (configured prices, else litellm's cost map; unknown prices
+    count as 0).
     """
     cfg = tier.config
     k = cfg.k if k is None else k
@@ -78,6 +80,8 @@ def tier_upper_bound(tier: ResolvedTier, messages: Sequence[Mapping[str, Any]], 
             continue
         requests = math.ceil(count / model.max_n) if model.native_n else count
         p, c = requests * prompt, count * cfg.max_tokens
+        if probe_pending(tier, model, count):
+            p, c = p + prompt_token_bound(PROBE_MESSAGES), c + 2
         tokens += p + c
         cost += tier_cost(cfg, model.litellm_model, p, c)
     return Estimate(cost=cost, tokens=tokens)

@@ -15,6 +15,7 @@ keeps it that way.
     ├── ProviderError               a model provider failed
     │   ├── UnknownModelError
     │   ├── AuthenticationError
+    │   ├── QuotaExceededError      the account behind the key is out of quota or credit (not retried)
     │   ├── ProviderTimeoutError
     │   ├── RateLimitError
     │   ├── ProviderUnavailableError  5xx or connection failure (transient)
@@ -53,6 +54,7 @@ __all__ = [
     "CostMapDeferredError",
     "UnsafeExpressionError",
     "AuthenticationError",
+    "QuotaExceededError",
     "CacheError",
     "StateStoreError",
     "StateUnavailableError",
@@ -160,6 +162,13 @@ class UnknownModelError(ProviderError):
 
 class AuthenticationError(ProviderError):
     """The provider rejected the API key."""
+
+
+class QuotaExceededError(ProviderError):
+    """The provider refused the call because the account behind the key has no quota or credit left.
+
+    OpenAI answers it as HTTP 429 ``insufficient_quota``: a rate limit in form, but waiting does not
+    help, so it is not retried and, like a bad key, it propagates instead of escalating."""
 
 
 class ProviderTimeoutError(ProviderError):

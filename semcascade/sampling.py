@@ -27,6 +27,7 @@ from semcascade.errors import (
     BadRequestError,
     ContentRefusedError,
     ProviderError,
+    QuotaExceededError,
     UnknownModelError,
 )
 from semcascade.providers import REFUSED_FINISH_REASONS, Completion, CompletionRequest, Provider
@@ -39,15 +40,21 @@ __all__ = [
     "ResolvedTier",
     "TierSamples",
     "clear_native_n_probes",
+    "probe_pending",
     "sample_tier",
     "split_k",
 ]
 
-#: Provider errors that are configuration problems: escalating past them would
+#: Provider errors that are configuration (or account) problems: escalating past them would
 #: only hide them (and pay the next tier for nothing), so they propagate. Other
 #: provider errors (timeouts, rate limits, 5xx, garbage, content refusals) are
 #: recorded in the tier's trace and the cascade carries on.
-CONFIG_ERRORS: tuple[type[ProviderError], ...] = (UnknownModelError, AuthenticationError, BadRequestError)
+CONFIG_ERRORS: tuple[type[ProviderError], ...] = (
+    UnknownModelError,
+    AuthenticationError,
+    QuotaExceededError,
+    BadRequestError,
+)
 
 #: told of each of a tier's requests as it comes back, before the others (the early signal of
 #: :mod:`semcascade.speculation`); it must not block (schedule any slow work)
@@ -148,6 +155,14 @@ def _probed(tier: ResolvedTier, model: ResolvedModel, count: int) -> bool:
         and count > 1
         and model.litellm_model.startswith(OPENAI_STYLE_PREFIXES)
     )
+
+
+def probe_pending(tier: ResolvedTier, model: ResolvedModel, count: int) -> bool:
+    """Whether drawing ``count`` samples from ``model`` may send the ``n`` probe first (not yet probed)."""
+    if not _probed(tier, model, count):
+        return False
+    with _NATIVE_N_LOCK:
+        return str(model.api_base) not in _NATIVE_N
 
 
 async def _probe_native_n(

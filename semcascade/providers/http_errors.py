@@ -3,7 +3,8 @@
 One mapping, so the same answer from a provider means the same error whether
 litellm or the native client received it: 401/403 authentication, 404 unknown
 model, 408 timeout, 413 or a context-length message prompt too long, 429 rate
-limit, 400/422 a content-policy refusal or a malformed request naming the
+limit (but ``insufficient_quota`` or a credit message: out of quota, not
+retried), 400/422 a content-policy refusal or a malformed request naming the
 parameter, 5xx unavailable.
 """
 
@@ -23,6 +24,7 @@ from semcascade.errors import (
     ProviderError,
     ProviderTimeoutError,
     ProviderUnavailableError,
+    QuotaExceededError,
     RateLimitError,
     UnknownModelError,
 )
@@ -33,6 +35,8 @@ __all__ = ["error_for_status", "error_fields", "first_line", "parse_retry_after"
 # --------------------------------------------------------------------------- status -> typed error (shared)
 
 _CONTEXT_HINTS = ("context size", "context length", "context window", "maximum context", "too many tokens")
+_QUOTA_CODES = ("insufficient_quota", "billing_hard_limit_reached", "billing_not_active")
+_QUOTA_HINTS = ("exceeded your current quota", "credit balance is too low", "insufficient credit", "out of credit")
 _REFUSAL_CODES = ("content_policy_violation", "content_filter", "content_policy", "safety")
 _REFUSAL_HINTS = ("content policy", "content management policy", "safety system", "content filter")
 #: how providers name the offending parameter in a 400's message
@@ -65,6 +69,15 @@ def error_for_status(
     codes = f"{code or ''} {kind or ''}".lower()
     if status == 413 or any(h in low for h in _CONTEXT_HINTS) or "context_length_exceeded" in codes:
         return PromptTooLongError(tier or model, -1, -1, detail=first)
+    if status in (400, 402, 403, 429) and (
+        any(c in codes for c in _QUOTA_CODES) or any(h in low for h in _QUOTA_HINTS)
+    ):
+        return QuotaExceededError(
+            f"the provider account behind the tier's key is out of quota or credit ({first}); add credit or "
+            "use another key ('api_key_env'); not retried",
+            model=model,
+            tier=tier,
+        )
     if status in (401, 403):
         return AuthenticationError(
             "authentication failed; check the key in the tier's 'api_key_env' variable", model=model, tier=tier

@@ -14,6 +14,7 @@ gets one *fault* (``"ok"`` = a well-formed answer):
 ``wrong_n``    HTTP 200 with one choice fewer than ``n`` asked for (at least one fewer, never negative)
 ``drop``       close the connection without answering
 ``401``        HTTP 401 (a bad key: a configuration error, never retried)
+``quota``      HTTP 429 ``insufficient_quota`` (the account is out of credit: never retried)
 ``404``        HTTP 404 "model not found" (a configuration error, never retried)
 ``400``        HTTP 400 "invalid value" for the request's ``temperature`` (``"param": "temperature"``)
 ``refusal``    HTTP 400 ``content_policy_violation`` (the provider's safety system refused the prompt)
@@ -77,6 +78,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "wrong_n",
     "drop",
     "401",
+    "quota",
     "404",
     "400",
     "refusal",
@@ -367,6 +369,11 @@ class FaultServer:
             return _error(500, "The server had an error while processing your request", kind="server_error")
         elif fault == "503":
             return _error(503, "The engine is currently overloaded", headers=headers, kind="server_error")
+        elif fault == "quota":
+            return _error(
+                429, "You exceeded your current quota, please check your plan and billing details.",
+                kind="insufficient_quota",
+            )  # fmt: skip
         elif fault == "401":
             return _error(401, "Incorrect API key provided", kind="invalid_api_key")
         elif fault == "404":

@@ -24,6 +24,7 @@ from semcascade import (
     MalformedResponseError,
     ProviderTimeoutError,
     ProviderUnavailableError,
+    QuotaExceededError,
     RateLimitError,
     RetryConfig,
     RetryingProvider,
@@ -173,6 +174,7 @@ async def test_latency_within_the_timeout_succeeds_without_retry(fault_server: F
         ("malformed", MalformedResponseError, "not valid JSON"),
         ("empty", MalformedResponseError, "no choices"),
         ("401", AuthenticationError, "authentication failed"),
+        ("quota", QuotaExceededError, "out of quota or credit"),
         ("404", UnknownModelError, "does not know this model"),
         ("400", BadRequestError, "rejected the request.*parameter 'temperature'"),
         ("refusal", ContentRefusedError, "refused.*safety system"),
@@ -247,7 +249,9 @@ async def test_cascade_one_sample_of_two_escalates(fault_server: FaultServer) ->
     assert r.tier == "strong" and r.trace[0].decision == "escalate" and "only 1 sample" in r.trace[0].reason
 
 
-@pytest.mark.parametrize(("fault", "error"), [("401", AuthenticationError), ("404", UnknownModelError)])
+@pytest.mark.parametrize(
+    ("fault", "error"), [("401", AuthenticationError), ("quota", QuotaExceededError), ("404", UnknownModelError)]
+)
 async def test_cascade_config_errors_raise_at_once(
     fault_server: FaultServer, fault: str, error: type[Exception]
 ) -> None:

@@ -26,11 +26,13 @@ from semcascade import (
     ProviderError,
     ProviderTimeoutError,
     ProviderUnavailableError,
+    QuotaExceededError,
     RateLimitError,
     RetryConfig,
     RetryingProvider,
     UnknownModelError,
 )
+from semcascade._budget import prompt_token_bound, tier_upper_bound
 from semcascade.providers import CompletionRequest, Provider, StreamChunk, close_loop_clients, create_provider
 from semcascade.sampling import PROBE_MESSAGES, clear_native_n_probes
 from semcascade.testing import FaultServer
@@ -179,6 +181,7 @@ async def test_timeout_is_typed_and_retried(fault_server: FaultServer, provider:
         ("malformed", MalformedResponseError, "not valid JSON"),
         ("empty", MalformedResponseError, "no choices"),
         ("401", AuthenticationError, "authentication failed"),
+        ("quota", QuotaExceededError, "out of quota or credit.*exceeded your current quota"),
         ("404", UnknownModelError, "does not know this model"),
         ("400", BadRequestError, "parameter 'temperature'"),
         ("refusal", ContentRefusedError, "content refused.*safety system"),
@@ -318,6 +321,20 @@ async def test_native_n_is_probed_once_per_endpoint(
         fault_server.reset_stats()
         await cascade.generate("What is the capital of Italy?")
         assert probes_and_ns(fault_server) == (0, [3] if native else [1, 1, 1])  # the answer is remembered
+    clear_native_n_probes()
+
+
+async def test_the_budget_reservation_covers_the_n_probe(fault_server: FaultServer, provider_name: str) -> None:
+    clear_native_n_probes()
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    async with Cascade(probe_config(fault_server, provider_name)) as cascade:
+        cheap = cascade.tiers[0]
+        before = tier_upper_bound(cheap, messages)  # the endpoint is still to be probed: the probe is in the bound
+        r = await cascade.generate(messages)
+        billed = r.trace[0].prompt_tokens + r.trace[0].completion_tokens
+        assert probes_and_ns(fault_server)[0] == 1 and billed <= before.tokens
+        after = tier_upper_bound(cheap, messages)  # probed: no probe to pay for again
+        assert before.tokens - after.tokens >= prompt_token_bound(list(PROBE_MESSAGES)) + 2
     clear_native_n_probes()
 
 

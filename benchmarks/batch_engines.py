@@ -7,7 +7,7 @@ run). The Ray cluster is real and local (``RayCluster``: ``ray start --head`` on
 its second node joins after the 1-node run. Wall time is the batch's own (from reading IN to the last line
 of OUT: Ray actor start-up included, cluster start-up not).
 
-    nice -n 10 python benchmarks/batch_engines.py [--n 300] [--concurrency 16] [--latency 0.2]
+    python benchmarks/batch_engines.py [--n 300] [--concurrency 16] [--latency 0.2]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Literal
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine, write_report
+from _report import command, machine, write_report
 
 from semcascade.batch.run import run_batch
 from semcascade.testing import FaultServer
@@ -99,8 +99,7 @@ def main() -> None:
     for r in runs.values():
         r["ratio_vs_local"] = r["throughput_rps"] / base
     report = {
-        "command": f"nice -n 10 python benchmarks/batch_engines.py --n {args.n} --concurrency {args.concurrency} "
-        f"--latency {args.latency} --jitter {args.jitter}",
+        "command": command("batch_engines.py"),
         "machine": machine(),
         "runs": runs,
     }

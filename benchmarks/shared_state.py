@@ -6,7 +6,7 @@ sequential requests through a Cascade whose run budget, tier limits, response ca
 latency per request and the Redis/SQLite ratio. Then a stream with repeated prompts (Zipf over a
 pool) with the answer cache on: hit rate and the upstream cost saved vs the same stream without it.
 
-    nice -n 10 python benchmarks/shared_state.py [--requests 300] [--stream 400]
+    python benchmarks/shared_state.py [--requests 300] [--stream 400]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import write_report
+from _report import command, machine, write_report
 
 from semcascade.cascade import Cascade
 from semcascade.testing import FaultServer
@@ -109,8 +109,8 @@ def main() -> None:
         off_state = {"name": "redis", "namespace": "stream-off", "options": {"url": redis.url}}
         off = asyncio.run(_stream(_config(server, off_state), stream))
     report = {
-        "command": "nice -n 10 python benchmarks/shared_state.py "
-        f"--requests {args.requests} --stream {args.stream} --pool {args.pool}",
+        "command": command("shared_state.py"),
+        "machine": machine(),
         "overhead": overhead,
         "redis_over_sqlite": ratio,
         "answer_cache": {
@@ -130,7 +130,8 @@ def _markdown(r: dict[str, Any]) -> str:
     lines = [
         "# Shared state: Redis vs SQLite per request, and the answer cache",
         "",
-        f"`{r['command']}` (loopback fault server, no latency; a real redis-server started by the script)",
+        f"`{r['command']}` on {r.get('machine', 'a machine not recorded')} (loopback fault server, no latency; a "
+        "real redis-server started by the script)",
         "",
         "| store | requests | p50 ms | p95 ms | mean ms |",
         "| --- | ---: | ---: | ---: | ---: |",

@@ -50,6 +50,28 @@ def stream(
     return esc, sc
 
 
+Pool = tuple[np.ndarray, np.ndarray]
+
+
+def pools() -> tuple[DriftBaseline, Pool, Pool]:
+    """The baseline (HaluEval calibration split) and the HaluEval test and NQ decision pools."""
+    cal = decisions(ROOT / "eval/results/halueval_qa-calibration")
+    test = decisions(ROOT / "eval/results/halueval_qa")
+    nq = decisions(ROOT / "eval/results/nq")
+    baseline = DriftBaseline.from_outcomes(
+        list(cal[0]), [None if np.isnan(s) else float(s) for s in cal[1]], source="eval/results/halueval_qa-calibration"
+    )
+    return baseline, test, nq
+
+
+def shifted_mix(rng: np.random.Generator, length: int, shift_at: int, share: float) -> np.ndarray:
+    """Pool 0 until ``shift_at``, then pool 1 with probability ``share``."""
+    mix = np.zeros(length, dtype=int)
+    after = np.arange(length) >= shift_at
+    mix[after] = (rng.random(int(after.sum())) < share).astype(int)
+    return mix
+
+
 def run_monitor(baseline: DriftBaseline, esc: np.ndarray, sc: np.ndarray, budget: float) -> list[tuple[int, str]]:
     mon = DriftMonitor(baseline, false_alarms_per_10k=budget)
     alarms = []
@@ -69,12 +91,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/drift"))
     args = ap.parse_args()
     logging.getLogger("semcascade.drift").setLevel(logging.ERROR)  # alarms are counted, not printed
-    cal = decisions(ROOT / "eval/results/halueval_qa-calibration")
-    test = decisions(ROOT / "eval/results/halueval_qa")
-    nq = decisions(ROOT / "eval/results/nq")
-    baseline = DriftBaseline.from_outcomes(
-        list(cal[0]), [None if np.isnan(s) else float(s) for s in cal[1]], source="eval/results/halueval_qa-calibration"
-    )
+    baseline, test, nq = pools()
     rng = np.random.default_rng(0)
     rows: list[dict[str, Any]] = []
     for budget in [float(b) for b in args.budgets.split(",")]:
@@ -86,10 +103,7 @@ def main() -> None:
                 kinds[kind] += 1
         delays, missed, by_kind = [], 0, {"escalation_rate": [], "score_distribution": []}  # type: ignore[var-annotated]
         for _ in range(args.streams):
-            mix = np.zeros(args.length, dtype=int)
-            after = np.arange(args.length) >= args.shift_at
-            mix[after] = (rng.random(int(after.sum())) < args.share).astype(int)
-            esc, sc = stream(rng, [test, nq], mix)
+            esc, sc = stream(rng, [test, nq], shifted_mix(rng, args.length, args.shift_at, args.share))
             alarms = [(t, k) for t, k in run_monitor(baseline, esc, sc, budget) if t > args.shift_at]
             if not alarms:
                 missed += 1

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 from _report import command, machine, write_report
-from drift import ROOT, decisions, stream
+from drift import ROOT, pools, shifted_mix, stream
 
-from semcascade.drift import DriftBaseline, DriftConfig, DriftMonitor
+from semcascade.drift import DriftConfig, DriftMonitor
 from semcascade.state.redis_store import RedisStateStore
 from semcascade.testing.redis_server import RedisServer
 
@@ -53,21 +53,13 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/drift_replicas"))
     args = ap.parse_args()
     logging.getLogger("semcascade.drift").setLevel(logging.ERROR)  # alarms are counted, not printed
-    cal = decisions(ROOT / "eval/results/halueval_qa-calibration")
-    test = decisions(ROOT / "eval/results/halueval_qa")
-    nq = decisions(ROOT / "eval/results/nq")
-    baseline = DriftBaseline.from_outcomes(
-        list(cal[0]), [None if np.isnan(s) else float(s) for s in cal[1]], source="eval/results/halueval_qa-calibration"
-    )
+    baseline, test, nq = pools()
     drift = DriftConfig(enabled=True, baseline=baseline, false_alarms_per_10k=args.budget)
     rng = np.random.default_rng(0)
     stationary = [stream(rng, [test], np.zeros(args.length, dtype=int)) for _ in range(args.streams)]
-    shifted = []
-    for _ in range(args.streams):
-        mix = np.zeros(args.length, dtype=int)
-        after = np.arange(args.length) >= args.shift_at
-        mix[after] = (rng.random(int(after.sum())) < args.share).astype(int)
-        shifted.append(stream(rng, [test, nq], mix))
+    shifted = [
+        stream(rng, [test, nq], shifted_mix(rng, args.length, args.shift_at, args.share)) for _ in range(args.streams)
+    ]
 
     with RedisServer() as redis:
         stores = [RedisStateStore(redis.url, namespace="bench") for _ in range(args.replicas)]

@@ -11,7 +11,9 @@ serves (``openai/...``, ``hosted_vllm/...``, ``custom_openai/...`` and bare name
 it is read directly, without importing litellm (a cold ``import litellm`` costs
 seconds): flat per-token prices are looked up as litellm looks them up, and an
 entry litellm would price differently (tiered, per-second) or any other model
-is asked of litellm itself. Once litellm is imported (a tier uses it) it
+is asked of litellm itself, call by call (a prompt past a tier's threshold, e.g.
+``input_cost_per_token_above_272k_tokens``, costs that tier's price; a usual call the
+base price). Once litellm is imported (a tier uses it) it
 answers every lookup, so models registered with ``litellm.register_model``
 count.
 """
@@ -105,17 +107,32 @@ def _unknown_model_errors() -> tuple[type[BaseException], ...]:
     return tuple(e for e in (getattr(lx, "BadRequestError", None), getattr(lx, "ModelNotMappedError", None)) if e)
 
 
+#: the token counts unit prices are asked of litellm at: below every tier threshold of the cost map
+#: (``*_above_200k_tokens``, ``*_above_272k_tokens``), so they are a usual call's per-token prices
+_UNIT_TOKENS = 1_000
+
+
 @lru_cache(maxsize=256)
 def _cost_map_prices(model: str) -> tuple[float, float] | None:
-    """(input, output) USD per token from litellm's bundled cost map, or None if unmapped."""
+    """(input, output) USD per token of a usual (short) call from litellm's cost map, or None if unmapped."""
     try:
         return _bundled_prices(model)
     except CostMapDeferredError:
         return _litellm_prices(model)
 
 
-def _litellm_prices(model: str) -> tuple[float, float] | None:
-    """(input, output) USD per token as litellm's ``cost_per_token`` says (litellm imported now)."""
+@lru_cache(maxsize=256)
+def _per_call(model: str) -> bool:
+    """Whether litellm must price each call of ``model`` itself (tiered by length, or not in the bundled map)."""
+    try:
+        _bundled_prices(model)
+    except CostMapDeferredError:
+        return True
+    return False
+
+
+def _litellm() -> Any:
+    """The litellm module (imported now), quiet on unmapped models."""
     from semcascade._litellm_env import prepare_litellm_env as _prepare_litellm_env
 
     _prepare_litellm_env()
@@ -123,9 +140,15 @@ def _litellm_prices(model: str) -> tuple[float, float] | None:
 
     # an unmapped model is an answer here (None), not something to print a provider list for
     litellm.suppress_debug_info = True
+    return litellm
 
+
+def _litellm_cost(model: str, prompt_tokens: int, completion_tokens: int) -> tuple[float, float] | None:
+    """(prompt, completion) USD of one call as litellm's ``cost_per_token`` prices it, or None if unmapped."""
     try:
-        inp, out = litellm.cost_per_token(model=model, prompt_tokens=1_000_000, completion_tokens=1_000_000)
+        inp, out = _litellm().cost_per_token(
+            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
     except _unknown_model_errors():
         return None
     except Exception as exc:
@@ -133,7 +156,13 @@ def _litellm_prices(model: str) -> tuple[float, float] | None:
         if type(exc) is Exception and "isn't mapped yet" in str(exc):
             return None
         raise
-    return float(inp) / 1e6, float(out) / 1e6
+    return float(inp), float(out)
+
+
+def _litellm_prices(model: str) -> tuple[float, float] | None:
+    """(input, output) USD per token of a usual call as litellm says (litellm imported now)."""
+    cost = _litellm_cost(model, _UNIT_TOKENS, _UNIT_TOKENS)
+    return None if cost is None else (cost[0] / _UNIT_TOKENS, cost[1] / _UNIT_TOKENS)
 
 
 def tier_cost(tier: TierConfig, model: str, prompt_tokens: int, completion_tokens: int) -> float:
@@ -145,6 +174,9 @@ def tier_cost(tier: TierConfig, model: str, prompt_tokens: int, completion_token
     prices = _cost_map_prices(model)
     if prices is None:
         return 0.0
+    if _per_call(model):  # a long prompt may cross a price tier: litellm's arithmetic on this call
+        cost = _litellm_cost(model, prompt_tokens, completion_tokens)
+        return 0.0 if cost is None else cost[0] + cost[1]
     return prompt_tokens * prices[0] + completion_tokens * prices[1]
 
 

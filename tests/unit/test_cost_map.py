@@ -79,3 +79,33 @@ def test_pricing_native_models_imports_no_litellm() -> None:
         "unpriced": ["openai/bench"],
         "litellm": False,
     }
+
+
+def _tiered_chat_model() -> tuple[str, dict[str, float]]:
+    cost_map = costs._bundled_map()
+    assert cost_map is not None
+    for name, entry in cost_map.items():
+        if (
+            isinstance(entry, dict)
+            and entry.get("mode") == "chat"
+            and entry.get("litellm_provider") == "openai"
+            and "input_cost_per_token_above_272k_tokens" in entry
+            and "output_cost_per_token_above_272k_tokens" in entry
+        ):
+            return name, entry
+    pytest.fail("the bundled cost map has no OpenAI chat model priced in tiers")
+
+
+def test_a_tiered_model_costs_its_base_price_below_the_threshold_and_its_tier_above() -> None:
+    from semcascade.config import TierConfig
+
+    name, entry = _tiered_chat_model()
+    tier = TierConfig(name="t", model=f"openai/{name}")
+    base, above = entry["input_cost_per_token"], entry["input_cost_per_token_above_272k_tokens"]
+    out, out_above = entry["output_cost_per_token"], entry["output_cost_per_token_above_272k_tokens"]
+    assert above > base
+    # a usual call: the base prices (it was priced at the above-272k prices before)
+    assert costs.cost_map_prices(tier.model) == pytest.approx((base, out))
+    assert costs.tier_cost(tier, tier.model, 1_000, 100) == pytest.approx(1_000 * base + 100 * out)
+    # a prompt past the threshold: the tier's prices, as litellm prices it
+    assert costs.tier_cost(tier, tier.model, 300_000, 100) == pytest.approx(300_000 * above + 100 * out_above)

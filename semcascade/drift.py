@@ -39,7 +39,7 @@ import logging
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -204,27 +204,25 @@ class DriftMonitor:
     on_alarm: Callable[[DriftAlarm], None] | None = None
     #: the config's risk certificate: labelled losses (:meth:`observe_loss`) are tested against it
     certificate: RiskCertificate | None = None
-    #: where the counts live; ``None``: in this process
-    counters: DriftCounters | None = None
+    #: where the counts live (set from ``state``): this process's, or the state store's for this task
+    counters: DriftCounters = field(init=False)
+    #: the store to keep the counts in (``None``: in this process)
+    state: InitVar[StateStore | None] = None
     #: the last :data:`ALARM_LOG` alarms this process raised
     alarms: deque[DriftAlarm] = field(default_factory=lambda: deque(maxlen=ALARM_LOG))
     #: every alarm this process raised, by kind
     alarm_counts: Counter[str] = field(default_factory=Counter)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, state: StateStore | None) -> None:
         arl0 = 10_000 / (self.false_alarms_per_10k / 2)  # half the budget to each test
         self.cusum = EscalationCusum(self.baseline.escalation_rate, self.shift, arl0).params
         tests_per_10k = 10_000 / self.window
         self.alpha = (self.false_alarms_per_10k / 2) / tests_per_10k
-        if self.counters is None:
-            self.counters = self.counters_in(None)
-
-    def counters_in(self, state: StateStore | None) -> DriftCounters:
-        """This monitor's counters in ``state`` (``None``: in this process), keyed by its task."""
-        if state is None:
-            return LocalDriftCounters(self.cusum, rate_window=rate_window(self.window), window=self.window)
-        return state.drift_counters(
-            self.task or "default", self.cusum, rate_window=rate_window(self.window), window=self.window
+        windows = {"rate_window": rate_window(self.window), "window": self.window}
+        self.counters = (
+            LocalDriftCounters(self.cusum, **windows)
+            if state is None
+            else state.drift_counters(self.task or "default", self.cusum, **windows)
         )
 
     @classmethod
@@ -243,41 +241,34 @@ class DriftMonitor:
             from semcascade.errors import ConfigError
 
             raise ConfigError("drift.enabled needs drift.baseline (written by `semcascade calibrate --drift-baseline`)")
-        monitor = cls(
-            config.baseline, config.false_alarms_per_10k, config.shift, config.window, task, on_alarm, certificate
-        )
-        if state is not None:
-            monitor.counters = monitor.counters_in(state)
-        return monitor
-
-    @property
-    def _counters(self) -> DriftCounters:
-        assert self.counters is not None  # set in __post_init__
-        return self.counters
+        return cls(
+            config.baseline, config.false_alarms_per_10k, config.shift, config.window, task, on_alarm, certificate,
+            state,
+        )  # fmt: skip
 
     @property
     def requests(self) -> int:
         """Requests recorded (by every process feeding the counters)."""
-        return self._counters.totals().requests
+        return self.counters.totals().requests
 
     @property
     def escalations(self) -> int:
-        return self._counters.totals().escalations
+        return self.counters.totals().escalations
 
     @property
     def labelled(self) -> int:
         """Labelled losses recorded (:meth:`observe_loss`)."""
-        return self._counters.totals().labelled
+        return self.counters.totals().labelled
 
     @property
     def escalation_rate(self) -> float:
         """The escalation rate over the last ``rate_window(window)`` requests."""
-        return self._counters.totals().escalation_rate
+        return self.counters.totals().escalation_rate
 
     def observe(self, escalated: bool, score: float | None) -> list[DriftAlarm]:
         """Record one request; the alarms it raised (none when the counters' backend failed)."""
         known = score if score is not None and self.baseline.scores else None
-        step = self._counters.step(escalated, known)
+        step = self.counters.step(escalated, known)
         if step is None:
             return []
         raised: list[DriftAlarm] = []
@@ -320,7 +311,7 @@ class DriftMonitor:
             return []
         if not 0.0 <= loss <= 1.0 or math.isnan(loss):
             raise ValueError(f"a {cert.loss} loss must be in [0, 1], got {loss}")
-        losses = self._counters.add_loss(float(loss))
+        losses = self.counters.add_loss(float(loss))
         if losses is None:
             return []
         mean = float(np.mean(losses))
@@ -343,10 +334,11 @@ class DriftMonitor:
 
     def _raise(self, raised: list[DriftAlarm]) -> list[DriftAlarm]:
         for alarm in raised:
+            message = alarm.message()
             self.alarms.append(alarm)
             self.alarm_counts[alarm.kind] += 1
-            self._counters.add_alarm(alarm.kind, alarm.message())
-            log.warning("drift alarm: %s", alarm.message())
+            self.counters.add_alarm(alarm.kind, message)
+            log.warning("drift alarm: %s", message)
             if self.on_alarm is not None:
                 self.on_alarm(alarm)
         return raised

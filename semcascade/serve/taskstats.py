@@ -197,7 +197,7 @@ class TaskEntry:
         """The drift monitor's stream: every replica's requests when its counters are shared (Redis), else
         this process's; ``None`` before a request was recorded or without a monitor."""
         monitor = self._monitor
-        if monitor is None or monitor.counters is None:
+        if monitor is None:
             return None
         t = monitor.counters.totals()
         return {
